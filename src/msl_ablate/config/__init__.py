@@ -1,0 +1,1 @@
+"""Config: schemas, composition with clear errors, and cross-group checks."""

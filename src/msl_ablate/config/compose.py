@@ -1,0 +1,101 @@
+"""Compose the config outside ``@hydra.main`` (tests, ``describe``, start-up validation).
+
+Hydra already rejects an unknown option and lists the valid ones; for a misspelt key it
+only says the key is not in the struct. ``compose`` re-raises both as one ``ConfigError``
+that names the key and lists the keys that are valid there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from msl_ablate.config.schema import register_schemas
+from msl_ablate.utils.errors import ConfigError
+
+# conf/ sits at the repository root, beside src/ (the package is installed editable).
+CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
+
+
+def config_dir() -> Path:
+    """The Hydra config folder (``$MSL_ABLATE_CONF_DIR`` overrides the repository's ``conf/``)."""
+    path = Path(os.environ.get("MSL_ABLATE_CONF_DIR", CONF_DIR))
+    if not (path / "train.yaml").is_file():
+        raise FileNotFoundError(
+            f"no train.yaml in config folder {path}; install msl-ablate editable from its "
+            "repository (pip install -e .) or set MSL_ABLATE_CONF_DIR"
+        )
+    return path
+
+
+def _bad_key(err: BaseException) -> str | None:
+    """The full key of an OmegaConf error somewhere in the exception chain."""
+    while err is not None:
+        if isinstance(err, OmegaConfBaseException) and getattr(err, "full_key", None):
+            return err.full_key
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _chain(err: BaseException | None) -> list[BaseException]:
+    chain = []
+    while err is not None and err not in chain:
+        chain.append(err)
+        err = err.__cause__
+    return chain[:2]
+
+
+def _valid_keys(overrides: list[str], config_name: str, full_key: str) -> list[str] | None:
+    parent = full_key.rsplit(".", 1)[0] if "." in full_key else ""
+    leaf = full_key.rsplit(".", 1)[-1]
+    kept = [
+        o
+        for o in overrides
+        if full_key not in o.split("=", 1)[0] and leaf not in o.split("=", 1)[0]
+    ]
+    try:
+        cfg = _compose(kept, config_name)
+    except (HydraException, OmegaConfBaseException):
+        return None
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    return sorted(node.keys()) if isinstance(node, DictConfig) else None
+
+
+def _compose(overrides: list[str], config_name: str) -> DictConfig:
+    register_schemas()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=overrides)
+
+
+def compose(overrides: list[str] | None = None, config_name: str = "train") -> DictConfig:
+    """Compose ``conf/<config_name>.yaml`` with command-line style overrides.
+
+    Args:
+        overrides: e.g. ``["vision=tiny_siglip", "strategy.stages.align.max_steps=2"]``.
+        config_name: The primary config.
+
+    Returns:
+        The composed config (unresolved interpolations kept).
+
+    Raises:
+        ConfigError: An unknown option, a misspelt key or a wrong type; the message names it
+            and lists what is valid.
+    """
+    overrides = list(overrides or [])
+    try:
+        return _compose(overrides, config_name)
+    except (HydraException, OmegaConfBaseException) as err:
+        message = "; ".join(str(e).strip() for e in _chain(err) if str(e).strip())
+        key = _bad_key(err)
+        if key is not None and ("not in struct" in message or "not in" in message):
+            valid = _valid_keys(overrides, config_name, key)
+            if valid:
+                where = key.rsplit(".", 1)[0] if "." in key else "the root config"
+                message = f"unknown key '{key}'. Valid keys in {where}: {', '.join(valid)}"
+        raise ConfigError(message) from err

@@ -1,0 +1,1 @@
+"""Data: the synthetic scene world, LLaVA-format datasets, tokenization and batching."""

@@ -1,0 +1,119 @@
+"""LLaVA-format JSON datasets: records of ``id``, ``image`` and ``conversations``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from transformers import PreTrainedTokenizerBase
+
+from msl_ablate.data.conversation import to_messages, tokenize_conversation
+from msl_ablate.utils.errors import DataError
+
+
+def load_records(json_path: str | Path, image_dir: str | Path) -> list[dict[str, Any]]:
+    """Read and check a LLaVA JSON file.
+
+    Every record must have an ``id`` and ``conversations``; a record with an ``image`` must
+    point to an existing file. All problems are reported together.
+
+    Args:
+        json_path: The JSON file (a list of records).
+        image_dir: Folder that ``image`` paths are relative to.
+
+    Returns:
+        The records.
+
+    Raises:
+        FileNotFoundError: The JSON file does not exist.
+        DataError: Malformed JSON or records, or missing images (names file, record and path).
+    """
+    json_path, image_dir = Path(json_path), Path(image_dir)
+    if not json_path.is_file():
+        raise FileNotFoundError(f"data file not found: {json_path}")
+    try:
+        records = json.loads(json_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise DataError(f"{json_path}: not valid JSON ({err})") from err
+    if not isinstance(records, list):
+        raise DataError(
+            f"{json_path}: expected a JSON list of records, got {type(records).__name__}"
+        )
+    problems = []
+    for i, rec in enumerate(records):
+        rid = rec.get("id", f"#{i}") if isinstance(rec, dict) else f"#{i}"
+        if not isinstance(rec, dict) or "conversations" not in rec or "id" not in rec:
+            problems.append(f"record {rid}: needs keys 'id' and 'conversations'")
+        elif rec.get("image") is not None and not (image_dir / rec["image"]).is_file():
+            problems.append(f"record {rid}: image file not found: {image_dir / rec['image']}")
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise DataError(f"{json_path}: " + "; ".join(problems[:5]) + more)
+    return records
+
+
+class LlavaDataset(Dataset):
+    """Tokenized samples with their image tensor, for training or generation.
+
+    Args:
+        records: LLaVA records (see ``load_records``).
+        image_dir: Folder of the images.
+        tokenizer: The LM's tokenizer.
+        image_transform: PIL -> ``(3, H, W)`` tensor (the encoder's).
+        num_image_tokens: Tokens per image.
+        max_length: Longest sequence; longer samples raise rather than silently lose image tokens.
+        for_generation: Build prompts without the final answer (evaluation).
+    """
+
+    def __init__(
+        self,
+        records: list[dict[str, Any]],
+        image_dir: str | Path,
+        tokenizer: PreTrainedTokenizerBase,
+        image_transform: Callable[[Image.Image], torch.Tensor],
+        num_image_tokens: int,
+        max_length: int,
+        for_generation: bool = False,
+    ):
+        self.records = records
+        self.image_dir = Path(image_dir)
+        self.tokenizer = tokenizer
+        self.image_transform = image_transform
+        self.num_image_tokens = num_image_tokens
+        self.max_length = max_length
+        self.for_generation = for_generation
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        rec = self.records[index]
+        messages = to_messages(rec["conversations"], rec["id"])
+        sample = tokenize_conversation(
+            self.tokenizer, messages, self.num_image_tokens, self.for_generation
+        )
+        if len(sample.input_ids) > self.max_length:
+            raise DataError(
+                f"record {rec['id']}: {len(sample.input_ids)} tokens (with {sample.num_images} x "
+                f"{self.num_image_tokens} image tokens) exceed data.max_length={self.max_length}"
+            )
+        has_image = rec.get("image") is not None
+        if sample.num_images != int(has_image):
+            raise DataError(
+                f"record {rec['id']}: {sample.num_images} '<image>' placeholders but "
+                f"{'an image' if has_image else 'no image'}; expected exactly one placeholder per image"
+            )
+        item: dict[str, Any] = {
+            "id": rec["id"],
+            "input_ids": torch.tensor(sample.input_ids),
+            "labels": torch.tensor(sample.labels),
+        }
+        if has_image:
+            with Image.open(self.image_dir / rec["image"]) as image:
+                item["pixel_values"] = self.image_transform(image)  # (3, H, W)
+        return item

@@ -1,0 +1,232 @@
+"""A synthetic LLaVA-format dataset drawn from the scene world, deterministic from a seed.
+
+Writes ``images/*.png`` and three LLaVA JSON files: ``captions.json`` (stage 1),
+``instruct.json`` (stage 2) and ``eval.json`` (held out). Records follow LLaVA's layout
+(``id``, ``image``, ``conversations``); eval records also carry ``question_type`` and
+``answer`` so that scores can be broken down by type.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from msl_ablate.data.world import CELLS, COLOURS, SHAPES, Scene, render_scene, sample_scene
+from msl_ablate.utils.files import stable_hash, write_json_atomic
+from msl_ablate.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+IMAGE_TOKEN = "<image>"
+SPLIT_FILES = {"captions": "captions.json", "instruct": "instruct.json", "eval": "eval.json"}
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class QA:
+    """One question about a scene with its single correct answer."""
+
+    question_type: str
+    question: str
+    answer: str
+
+
+def _count(scene: Scene, **attrs: str) -> int:
+    return sum(all(getattr(o, k) == v for k, v in attrs.items()) for o in scene.objects)
+
+
+def ask_colour(scene: Scene, rng: random.Random) -> QA | None:
+    unique = [o for o in scene.objects if _count(scene, shape=o.shape) == 1]
+    if not unique:
+        return None
+    obj = rng.choice(unique)
+    return QA("colour", f"What colour is the {obj.shape}?", obj.colour)
+
+
+def ask_shape(scene: Scene, rng: random.Random) -> QA | None:
+    unique = [o for o in scene.objects if _count(scene, colour=o.colour) == 1]
+    if not unique:
+        return None
+    obj = rng.choice(unique)
+    return QA("shape", f"What shape is the {obj.colour} object?", obj.shape)
+
+
+def ask_count(scene: Scene, rng: random.Random) -> QA | None:
+    return QA("count", "How many shapes are there?", str(len(scene.objects)))
+
+
+def ask_exists(scene: Scene, rng: random.Random) -> QA | None:
+    # Balanced yes/no: pick the answer first, then a colour that makes it true.
+    present = sorted({o.colour for o in scene.objects})
+    absent = sorted(set(COLOURS) - set(present))
+    want_yes = rng.random() < 0.5 or not absent
+    colour = rng.choice(present if want_yes else absent)
+    return QA("exists", f"Is there a {colour} shape?", "yes" if want_yes else "no")
+
+
+def ask_position(scene: Scene, rng: random.Random) -> QA | None:
+    obj = rng.choice(scene.objects)
+    if _count(scene, shape=obj.shape, colour=obj.colour) != 1:
+        return None
+    return QA("position", f"Where is the {obj.colour} {obj.shape}?", CELLS[obj.cell])
+
+
+def ask_word(scene: Scene, rng: random.Random) -> QA | None:
+    if scene.word is None:
+        return None
+    return QA("word", "What word is written in the image?", scene.word)
+
+
+QUESTION_WRITERS: dict[str, Callable[[Scene, random.Random], QA | None]] = {
+    "colour": ask_colour,
+    "shape": ask_shape,
+    "count": ask_count,
+    "exists": ask_exists,
+    "position": ask_position,
+    "word": ask_word,
+}
+
+
+def caption(scene: Scene) -> str:
+    """Describe every shape (and the word) in a scene, in cell order."""
+    parts = [f"a {o.colour} {o.shape} at the {CELLS[o.cell]}" for o in scene.objects]
+    text = ", ".join(parts)
+    if scene.word is not None:
+        text += f", and the word {scene.word}"
+    return text[0].upper() + text[1:] + "."
+
+
+def _conversation(question: str, answer: str) -> list[dict[str, str]]:
+    return [
+        {"from": "human", "value": f"{IMAGE_TOKEN}\n{question}"},
+        {"from": "gpt", "value": answer},
+    ]
+
+
+def _ask(scene: Scene, rng: random.Random, question_types: list[str]) -> QA:
+    # Types are tried in a random order so that each type gets a fair share.
+    for qtype in rng.sample(question_types, len(question_types)):
+        qa = QUESTION_WRITERS[qtype](scene, rng)
+        if qa is not None:
+            return qa
+    return ask_count(scene, rng)  # always answerable
+
+
+def generate_dataset(
+    root: str | Path,
+    seed: int = 0,
+    image_size: int = 64,
+    n_captions: int = 2000,
+    n_instruct: int = 6000,
+    n_eval: int = 300,
+    question_types: tuple[str, ...] | list[str] = ("colour", "shape", "count", "exists"),
+    max_objects: int = 4,
+) -> Path:
+    """Write the synthetic dataset under ``root`` unless an identical one is there.
+
+    Args:
+        root: Output folder; a ``manifest.json`` records the arguments.
+        seed: Seed of the only random generator used.
+        image_size: Side of the square PNG images.
+        n_captions: Stage-1 caption records.
+        n_instruct: Stage-2 question/answer records.
+        n_eval: Held-out evaluation records (balanced over question types).
+        question_types: Names from ``QUESTION_WRITERS``.
+        max_objects: Largest number of shapes per scene.
+
+    Returns:
+        The root folder.
+
+    Raises:
+        ValueError: An unknown question type.
+    """
+    unknown = [q for q in question_types if q not in QUESTION_WRITERS]
+    if unknown:
+        raise ValueError(
+            f"data.generator.question_types: unknown {unknown}; allowed: {sorted(QUESTION_WRITERS)}"
+        )
+    params = {
+        "seed": seed, "image_size": image_size, "n_captions": n_captions,
+        "n_instruct": n_instruct, "n_eval": n_eval, "question_types": list(question_types),
+        "max_objects": max_objects,
+    }  # fmt: skip
+    root = Path(root)
+    manifest = root / MANIFEST
+    if manifest.exists() and json.loads(manifest.read_text())["params"] == params:
+        return root
+    log.info("Generating synthetic dataset in %s (%s)", root, params)
+    rng = random.Random(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    types = list(question_types)
+    splits: dict[str, list[dict]] = {name: [] for name in SPLIT_FILES}
+    counts = {"captions": n_captions, "instruct": n_instruct, "eval": n_eval}
+    total = sum(counts.values())
+    with tqdm(total=total, desc="synthetic images", unit="img") as bar:
+        for split, n in counts.items():
+            for i in range(n):
+                scene = sample_scene(rng, max_objects=max_objects)
+                image = f"images/{split}_{i:06d}.png"
+                render_scene(scene, image_size).save(root / image)
+                record = {"id": f"{split}-{i:06d}", "image": image}
+                if split == "captions":
+                    record["conversations"] = _conversation("Describe the image.", caption(scene))
+                else:
+                    # Eval cycles through the types so each gets n_eval / len(types) questions.
+                    qa = _ask(scene, rng, [types[i % len(types)]] if split == "eval" else types)
+                    record["conversations"] = _conversation(qa.question, qa.answer)
+                    record["question_type"] = qa.question_type
+                    record["answer"] = qa.answer
+                splits[split].append(record)
+                bar.update()
+    for split, records in splits.items():
+        write_json_atomic(root / SPLIT_FILES[split], records, indent=None)
+    # The manifest goes last: its presence means the folder is complete.
+    write_json_atomic(manifest, {"params": params, "hash": stable_hash(params)})
+    return root
+
+
+def majority_baseline(train_records: list[dict], eval_records: list[dict]) -> dict[str, float]:
+    """Accuracy of answering each question type with its most frequent training answer.
+
+    Args:
+        train_records: Records with ``question_type`` and ``answer``.
+        eval_records: Held-out records with the same keys.
+
+    Returns:
+        ``{"overall": acc, <type>: acc, ...}`` in percent.
+    """
+    by_type: dict[str, Counter] = {}
+    for r in train_records:
+        by_type.setdefault(r["question_type"], Counter())[r["answer"]] += 1
+    hits: dict[str, list[bool]] = {}
+    for r in eval_records:
+        guess = by_type.get(r["question_type"], Counter()).most_common(1)
+        hits.setdefault(r["question_type"], []).append(bool(guess) and guess[0][0] == r["answer"])
+    scores = {t: 100.0 * sum(h) / len(h) for t, h in sorted(hits.items())}
+    all_hits = [x for h in hits.values() for x in h]
+    scores["overall"] = 100.0 * sum(all_hits) / max(1, len(all_hits))
+    return scores
+
+
+def corpus(seed: int = 0, n_scenes: int = 3000) -> list[str]:
+    """Texts covering every question, answer and caption the world can produce.
+
+    Used to train the tiny zoo's tokenizer, independently of any data config.
+    """
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(n_scenes):
+        scene = sample_scene(rng)
+        texts.append(caption(scene))
+        for writer in QUESTION_WRITERS.values():
+            qa = writer(scene, rng)
+            if qa is not None:
+                texts.append(f"{qa.question} {qa.answer}")
+    texts += [f"{c} {s}" for c in COLOURS for s in SHAPES]
+    return texts

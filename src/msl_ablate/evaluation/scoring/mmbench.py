@@ -1,0 +1,222 @@
+"""MMBench scorer (circular evaluation over option rotations).
+
+Annotations: the dev TSV (tab-separated, header row) with columns ``index``, ``question``,
+``hint`` (optional), ``A``, ``B``, ``C``, ``D`` (unused options empty or ``nan``), ``answer``,
+``category``, ``l2-category``; other columns (``image``, ...) are ignored. Circular copies of a
+question, whose options are rotated, have index ``index + k * 1_000_000`` and share
+``index % 1_000_000`` (the group); :func:`circular_copies` makes them.
+
+Predictions: LLaVA answer file keyed by ``index``. A group is right only if every copy's parsed
+letter equals that copy's answer; a missing or unparseable answer makes its group wrong.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from msl_ablate.evaluation.scoring.files import read_text, require, write_text_atomic
+from msl_ablate.evaluation.scoring.metrics import coverage, summarize
+from msl_ablate.evaluation.scoring.predictions import load_predictions
+
+LETTERS = ("A", "B", "C", "D")
+GROUP_MODULUS = 1_000_000
+REQUIRED_COLUMNS = ("index", "question", "A", "B", "answer", "category", "l2-category")
+_EMPTY = {"", "nan", "NaN"}  # how pandas writes a missing option
+
+
+@dataclass(frozen=True)
+class MMBenchQuestion:
+    """One row (one rotation) of the TSV.
+
+    Attributes:
+        index: The row's index.
+        options: Letter -> option text, for the options present.
+        answer: Correct letter.
+        category: Leaf ability category.
+        l2_category: Level-2 category.
+    """
+
+    index: int
+    options: dict[str, str]
+    answer: str
+    category: str
+    l2_category: str
+
+
+def parse_letter(text: str, options: Mapping[str, str]) -> str | None:
+    """Parse the chosen letter from a free-text answer.
+
+    In order: an answer that is just a letter (``"B"``, ``"(B)"``, ``"B."``); an answer equal to an
+    option's text (ignoring case, surrounding space and a final period), so ``"A dog"`` is not
+    read as letter A; the first standalone letter among the present options (``"B. cat"``,
+    ``"The answer is B"``).
+
+    Args:
+        text: Model answer.
+        options: Letter -> option text.
+
+    Returns:
+        The letter, or None if none can be found.
+    """
+
+    def canon(s: str) -> str:
+        return s.strip().rstrip(".").strip().lower()
+
+    bare = re.fullmatch(r"\(?([A-Z])\)?\.?", text.strip())
+    if bare and bare.group(1) in options:
+        return bare.group(1)
+    for letter, option in options.items():
+        if canon(text) == canon(option):
+            return letter
+    letters = "".join(options)
+    match = re.search(rf"(?<![A-Za-z])([{letters}])(?![A-Za-z])", text) if letters else None
+    return match.group(1) if match else None
+
+
+def read_mmbench_tsv(path: Path | str) -> list[MMBenchQuestion]:
+    """Read an MMBench TSV.
+
+    Args:
+        path: Tab-separated file with a header row.
+
+    Returns:
+        The rows, in file order.
+
+    Raises:
+        ValueError: On missing columns, a non-integer or repeated index, or an answer that is
+            not one of the present options (message names file and line).
+    """
+    path = Path(path)
+    # Real TSVs embed base64 images in one column, far beyond csv's default field limit.
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+    rows: list[MMBenchQuestion] = []
+    seen: set[int] = set()
+    with io.StringIO(read_text(path), newline="") as handle:
+        reader = csv.DictReader(handle, delimiter="\t")
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}:1: header lacks column(s) {missing}")
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            short = [c for c in REQUIRED_COLUMNS if row.get(c) is None]
+            if short or None in row:
+                raise ValueError(f"{where}: row does not have one field per header column")
+            try:
+                index = int(row["index"])
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"{where}: index must be an integer, got {row['index']!r}"
+                ) from None
+            where = f"{where}: index {index}"
+            if index in seen:
+                raise ValueError(f"{where}: duplicate index")
+            seen.add(index)
+            options = {
+                k: row[k]
+                for k in LETTERS
+                if row.get(k) is not None and row[k].strip() not in _EMPTY
+            }
+            answer = (row["answer"] or "").strip()
+            if answer not in options:
+                raise ValueError(f"{where}: answer {answer!r} is not one of {sorted(options)}")
+            rows.append(
+                MMBenchQuestion(index, options, answer, row["category"], row["l2-category"])
+            )
+    return rows
+
+
+def score_mmbench(annotations: Path | str, predictions: Path | str) -> dict[str, float | int]:
+    """Score an MMBench answer file with circular evaluation.
+
+    Args:
+        annotations: MMBench TSV (all circular copies included).
+        predictions: LLaVA answer file keyed by ``index``.
+
+    Returns:
+        ``circular_accuracy``, ``circular_accuracy/<category>``,
+        ``circular_accuracy/l2/<l2-category>`` (percent), ``n_groups``, ``n_questions``,
+        ``n_predictions``, ``n_missing``.
+
+    Raises:
+        ValueError: On a malformed TSV or a prediction for an unknown index.
+    """
+    rows = read_mmbench_tsv(annotations)
+    preds = load_predictions(predictions)
+    preds.check_known({str(r.index) for r in rows}, expected="an index of the TSV")
+    groups: dict[int, list[MMBenchQuestion]] = {}
+    for row in rows:
+        groups.setdefault(row.index % GROUP_MODULUS, []).append(row)
+    items = []
+    for copies in groups.values():
+        right = all(
+            (text := preds.texts.get(str(q.index))) is not None
+            and parse_letter(text, q.options) == q.answer
+            for q in copies
+        )
+        # The original (smallest index) carries the group's categories.
+        first = min(copies, key=lambda q: q.index)
+        items.append((float(right), (first.category, f"l2/{first.l2_category}")))
+    answered = sum(1 for r in rows if str(r.index) in preds.texts)
+    return {
+        **summarize(items, name="circular_accuracy"),
+        "n_groups": len(groups),
+        **coverage(len(rows), answered),
+    }
+
+
+def circular_copies(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Add the rotated copies MMBench's circular evaluation uses.
+
+    A question with ``n`` options gets ``n - 1`` copies; copy ``k`` has index
+    ``index + k * 1_000_000`` and option ``letter[i]`` = original option ``letter[(i + k) % n]``.
+
+    Args:
+        records: Mappings with ``index``, ``A``.. (present options) and ``answer``.
+
+    Returns:
+        Originals followed by their copies, as new dicts.
+    """
+    out = []
+    for rec in records:
+        present = [k for k in LETTERS if rec.get(k) not in (None, "")]
+        n = len(present)
+        out.append(dict(rec))
+        for k in range(1, n):
+            copy = dict(rec)
+            copy["index"] = int(rec["index"]) + k * GROUP_MODULUS
+            for i in range(n):
+                copy[LETTERS[i]] = rec[LETTERS[(i + k) % n]]
+            copy["answer"] = LETTERS[(LETTERS.index(rec["answer"]) - k) % n]
+            out.append(copy)
+    return out
+
+
+def write_mmbench(path: Path | str, records: Iterable[Mapping[str, Any]]) -> Path:
+    """Write records as an MMBench dev TSV (csv module, tab-delimited).
+
+    Args:
+        path: Destination TSV.
+        records: Mappings with ``index``, ``question``, ``A``, ``B`` (``C``, ``D`` optional),
+            ``answer``, ``category``, ``l2-category``, optionally ``hint``.
+
+    Returns:
+        The destination path.
+
+    Raises:
+        ValueError: If a record lacks a required key.
+    """
+    columns = ["index", "question", "hint", *LETTERS, "answer", "category", "l2-category"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+    writer.writerow(columns)
+    for index, rec in enumerate(records):
+        for key in REQUIRED_COLUMNS:
+            require(rec, key, f"record {index}")
+        writer.writerow(["" if rec.get(c) is None else rec.get(c) for c in columns])
+    return write_text_atomic(path, buffer.getvalue())

@@ -1,0 +1,185 @@
+"""MME scorer (yes/no perception and cognition categories).
+
+Annotations: a directory with one ``<category>.txt`` per category, as in MME's released
+``eval_tool/Your_Results`` template; each line is ``image_name<TAB>question<TAB>Yes|No`` and
+every image has exactly two questions.
+
+**Predictions** are one LLaVA answer file whose ``question_id`` is
+``"<category>/<image_name>/<k>"`` where ``k`` (0 or 1) is the position of the question among that
+image's questions in file order; build it with :func:`mme_question_id`.
+
+Metrics follow MME's ``calculation.py``: per category ``acc`` (per question), ``acc_plus``
+(images with both questions right) and ``score = acc + acc_plus`` (percent, max 200);
+``perception`` / ``cognition`` sum the scores of those categories present (key omitted when none
+is). An answer is "yes"/"no" if, lowercased, it is exactly that or its first 4 characters
+contain "yes" (else "no"); anything else is "other" and counts as wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from msl_ablate.evaluation.scoring.files import percent, read_text, require, write_text_atomic
+from msl_ablate.evaluation.scoring.predictions import load_predictions
+
+PERCEPTION = (
+    "existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark",
+    "artwork", "OCR",
+)  # fmt: skip
+COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
+QUESTIONS_PER_IMAGE = 2
+
+
+def mme_question_id(category: str, image: str, k: int) -> str:
+    """Return the prediction id of the ``k``-th question (0 or 1) about ``image`` in ``category``."""
+    return f"{category}/{image}/{k}"
+
+
+def parse_yes_no(text: str) -> str:
+    """Map an answer to ``"yes"``, ``"no"`` or ``"other"`` as MME's ``calculation.py`` does."""
+    text = text.lower()
+    if text in ("yes", "no"):
+        return text
+    prefix = text[:4]
+    if "yes" in prefix:
+        return "yes"
+    if "no" in prefix:
+        return "no"
+    return "other"
+
+
+def read_mme_category(path: Path | str) -> dict[str, list[str]]:
+    """Read one MME category file.
+
+    Args:
+        path: ``<category>.txt`` with ``image<TAB>question<TAB>Yes|No`` lines.
+
+    Returns:
+        Image name -> ground-truth answers (``"yes"``/``"no"``) in file order.
+
+    Raises:
+        ValueError: On a line without 3 tab-separated fields, a bad answer, or an image without
+            exactly two questions (message names file and line/image).
+    """
+    path = Path(path)
+    images: dict[str, list[str]] = {}
+    for lineno, line in enumerate(read_text(path).split("\n"), start=1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != 3:
+            raise ValueError(
+                f"{path}:{lineno}: expected 'image<TAB>question<TAB>yes|no', "
+                f"got {len(fields)} field(s)"
+            )
+        image, _, answer = fields
+        answer = answer.strip().lower()
+        if answer not in ("yes", "no"):
+            raise ValueError(f"{path}:{lineno}: image {image!r}: answer must be Yes or No")
+        images.setdefault(image, []).append(answer)
+    for image, answers in images.items():
+        if len(answers) != QUESTIONS_PER_IMAGE:
+            raise ValueError(
+                f"{path}: image {image!r} has {len(answers)} question(s), "
+                f"expected {QUESTIONS_PER_IMAGE}"
+            )
+    return images
+
+
+def score_mme(annotations: Path | str, predictions: Path | str) -> dict[str, float | int]:
+    """Score an MME answer file.
+
+    Args:
+        annotations: Directory of ``<category>.txt`` ground-truth files.
+        predictions: LLaVA answer file with ids from :func:`mme_question_id`.
+
+    Returns:
+        ``<category>/acc``, ``<category>/acc_plus``, ``<category>/score``, ``perception`` and
+        ``cognition`` (when present), ``n_questions``, ``n_predictions``, ``n_missing``,
+        ``n_other`` (answers that are neither yes nor no).
+
+    Raises:
+        ValueError: On malformed files or a prediction for an unknown id.
+    """
+    directory = Path(annotations)
+    if not directory.is_dir():
+        raise ValueError(f"{directory}: expected a directory of <category>.txt files")
+    files = sorted(directory.glob("*.txt"))
+    if not files:
+        raise ValueError(f"{directory}: no <category>.txt files found")
+    gold = {path.stem: read_mme_category(path) for path in files}
+    preds = load_predictions(predictions)
+    known = {
+        mme_question_id(cat, image, k)
+        for cat, images in gold.items()
+        for image, answers in images.items()
+        for k in range(len(answers))
+    }
+    preds.check_known(known, expected="'<category>/<image>/<0|1>'")
+
+    result: dict[str, float | int] = {}
+    n_questions = answered = other = 0
+    for cat, images in gold.items():
+        right = images_right = 0
+        for image, answers in images.items():
+            image_right = 0
+            for k, truth in enumerate(answers):
+                text = preds.texts.get(mme_question_id(cat, image, k))
+                parsed = None if text is None else parse_yes_no(text)
+                answered += text is not None
+                other += parsed == "other"
+                image_right += parsed == truth
+            right += image_right
+            images_right += image_right == len(answers)
+        n_cat = sum(len(a) for a in images.values())
+        n_questions += n_cat
+        acc, acc_plus = percent(right, n_cat), percent(images_right, len(images))
+        result.update(
+            {f"{cat}/acc": acc, f"{cat}/acc_plus": acc_plus, f"{cat}/score": acc + acc_plus}
+        )
+    for name, group in (("perception", PERCEPTION), ("cognition", COGNITION)):
+        present = [cat for cat in group if cat in gold]
+        if present:
+            result[name] = sum(result[f"{cat}/score"] for cat in present)
+    result.update(
+        {
+            "n_questions": n_questions,
+            "n_predictions": answered,
+            "n_missing": n_questions - answered,
+            "n_other": other,
+        }
+    )
+    return result
+
+
+def write_mme(directory: Path | str, records: Iterable[Mapping[str, Any]]) -> Path:
+    """Write ``<category>.txt`` ground-truth files in MME's released layout.
+
+    Args:
+        directory: Destination directory (created).
+        records: Mappings with ``category``, ``image``, ``question`` and ``answer``
+            (``"yes"``/``"no"``, any case); two records per image, in question order.
+
+    Returns:
+        The directory.
+
+    Raises:
+        ValueError: If a record lacks a key, has a bad answer or contains a tab/newline.
+    """
+    directory = Path(directory)
+    lines: dict[str, list[str]] = {}
+    for index, rec in enumerate(records):
+        where = f"record {index}"
+        fields = [str(require(rec, key, where)) for key in ("image", "question", "answer")]
+        if any(ch in f for f in fields for ch in "\t\r\n"):
+            raise ValueError(f"{where}: image, question and answer must not contain tabs/newlines")
+        if fields[2].lower() not in ("yes", "no"):
+            raise ValueError(f"{where}: answer must be yes or no, got {fields[2]!r}")
+        fields[2] = fields[2].capitalize()  # the release writes "Yes"/"No"
+        lines.setdefault(str(require(rec, "category", where)), []).append("\t".join(fields))
+    for cat, rows in lines.items():
+        write_text_atomic(directory / f"{cat}.txt", "".join(row + "\n" for row in rows))
+    return directory

@@ -1,0 +1,125 @@
+"""TextVQA scorer (official ``TextVQA_0.5.1_val.json``, VQA accuracy).
+
+Annotation file::
+
+    {"dataset_name": "textvqa", "dataset_type": "val",
+     "data": [{"question_id": 34602, "question": "...", "image_id": "...",
+               "answers": ["nokia", "nokia", ... 10 strings]}, ...]}
+
+An ``answer_type`` key is not part of the release; if present it is reported as a breakdown.
+Predictions: LLaVA answer file keyed by ``question_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from msl_ablate.evaluation.scoring.files import as_question_id, load_json, require, write_json
+from msl_ablate.evaluation.scoring.predictions import load_predictions
+from msl_ablate.evaluation.scoring.vqa_accuracy import (
+    NUM_ANNOTATORS,
+    VQAQuestion,
+    score_vqa_questions,
+)
+
+
+def read_textvqa_annotations(path: Path | str) -> list[VQAQuestion]:
+    """Read the official TextVQA JSON.
+
+    Args:
+        path: File with a top-level ``data`` list.
+
+    Returns:
+        The questions, in file order.
+
+    Raises:
+        ValueError: If the structure is not the official one (message names file and record),
+            a question has other than 10 answers, or a question id repeats.
+    """
+    path = Path(path)
+    data = load_json(path)
+    records = require(data, "data", f"{path}: top level")
+    if not isinstance(records, list):
+        raise ValueError(f"{path}: 'data' must be a list")
+    questions: list[VQAQuestion] = []
+    seen: set[str] = set()
+    for index, rec in enumerate(records):
+        where = f"{path}: data[{index}]"
+        qid = as_question_id(require(rec, "question_id", where), where)
+        where = f"{where} (question_id {qid!r})"
+        answers = require(rec, "answers", where)
+        if (
+            not isinstance(answers, list)
+            or len(answers) != NUM_ANNOTATORS
+            or not all(isinstance(a, str) for a in answers)
+        ):
+            raise ValueError(f"{where}: 'answers' must be a list of {NUM_ANNOTATORS} strings")
+        if qid in seen:
+            raise ValueError(f"{where}: duplicate question_id {qid!r}")
+        seen.add(qid)
+        answer_type = rec.get("answer_type")
+        questions.append(
+            VQAQuestion(qid, tuple(answers), None if answer_type is None else str(answer_type))
+        )
+    return questions
+
+
+def score_textvqa(annotations: Path | str, predictions: Path | str) -> dict[str, float | int]:
+    """Score a TextVQA answer file.
+
+    Args:
+        annotations: Official TextVQA JSON.
+        predictions: LLaVA answer file (``question_id`` as in the annotations).
+
+    Returns:
+        ``accuracy`` (percent; ``accuracy/<answer_type>`` if the file has types),
+        ``n_questions``, ``n_predictions``, ``n_missing``.
+
+    Raises:
+        ValueError: On malformed files or a prediction for an unknown question.
+    """
+    questions = read_textvqa_annotations(annotations)
+    return score_vqa_questions(questions, load_predictions(predictions))
+
+
+def write_textvqa(path: Path | str, records: Iterable[Mapping[str, Any]]) -> Path:
+    """Write records in the official TextVQA JSON format.
+
+    Args:
+        path: Destination JSON.
+        records: Mappings with ``question_id`` and ``answers`` (10 strings), optionally
+            ``question``, ``image_id`` and ``answer_type``.
+
+    Returns:
+        The destination path.
+
+    Raises:
+        ValueError: If a record lacks a required key or has other than 10 answers.
+    """
+    data = []
+    for index, rec in enumerate(records):
+        where = f"record {index}"
+        answers = list(require(rec, "answers", where))
+        if len(answers) != NUM_ANNOTATORS:
+            raise ValueError(f"{where}: expected {NUM_ANNOTATORS} answers, got {len(answers)}")
+        entry: dict[str, Any] = {
+            "question_id": require(rec, "question_id", where),
+            "question": rec.get("question", ""),
+            "image_id": rec.get("image_id", f"{index:016x}"),
+            "answers": answers,
+            "set_name": "val",
+        }
+        if rec.get("answer_type") is not None:
+            entry["answer_type"] = rec["answer_type"]
+        data.append(entry)
+    return write_json(
+        path,
+        {
+            "dataset_type": "val",
+            "dataset_name": "textvqa",
+            "dataset_version": "0.5.1",
+            "data": data,
+        },
+    )

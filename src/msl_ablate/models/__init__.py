@@ -1,0 +1,1 @@
+"""Models: vision encoders, projectors, causal LMs and the composed vision-language model."""

@@ -1,0 +1,1 @@
+"""Vision encoders: one ABC and one adapter per weights source."""

@@ -1,0 +1,176 @@
+"""The offline tiny zoo: tiny twins of real architectures and a locally trained tokenizer.
+
+A component config names a real ``checkpoint`` (hub id or folder) and a ``twin``: the same
+transformers classes, shrunk. With ``offline_twins=true`` (or ``checkpoint: null``) the twin
+is built once into ``paths.zoo_dir`` and loaded through the very same ``from_pretrained``
+path as the real checkpoint. The switch is explicit; nothing falls back silently.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from msl_ablate.models.chat_templates import TINY_CHAT_TEMPLATE
+from msl_ablate.models.lm import IMAGE_TOKEN
+from msl_ablate.utils.files import stable_hash
+from msl_ablate.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+TOKENIZER_PARAMS = {"vocab_size": 512, "corpus_seed": 0, "corpus_scenes": 3000, "version": 1}
+SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|system|>",
+    "<|end|>",
+    "<pad>",
+    IMAGE_TOKEN,
+]
+
+
+def _build_atomically(dest: Path, build) -> Path:
+    """Build a folder in a temporary sibling and rename it, so a killed build leaves nothing."""
+    if dest.exists():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        build(tmp)
+        os.replace(tmp, dest)
+    except OSError:
+        if not dest.exists():  # a concurrent build may have won the rename
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def ensure_tokenizer(zoo_dir: str | Path) -> Path:
+    """Train (once) a byte-level BPE tokenizer on the synthetic world's corpus.
+
+    Returns:
+        The folder of a ``PreTrainedTokenizerFast`` with a chat template and ``<image>``.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from msl_ablate.data.synthetic import corpus
+
+    def build(out: Path) -> None:
+        log.info("Training the tiny zoo tokenizer (%s)", TOKENIZER_PARAMS)
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=TOKENIZER_PARAMS["vocab_size"],
+            special_tokens=SPECIAL_TOKENS,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        )
+        texts = corpus(TOKENIZER_PARAMS["corpus_seed"], TOKENIZER_PARAMS["corpus_scenes"])
+        tok.train_from_iterator(texts, trainer=trainer)
+        fast = PreTrainedTokenizerFast(
+            tokenizer_object=tok,
+            eos_token="<|end|>",
+            pad_token="<pad>",
+            unk_token=None,
+            additional_special_tokens=[IMAGE_TOKEN],
+        )
+        fast.chat_template = TINY_CHAT_TEMPLATE
+        fast.save_pretrained(out)
+
+    return _build_atomically(Path(zoo_dir) / f"tokenizer-{stable_hash(TOKENIZER_PARAMS, 8)}", build)
+
+
+def save_hf_vision_twin(
+    out_dir: Path, zoo_dir: Path, model_class: str, config: dict, processor: Any, seed: int = 0
+) -> None:
+    """Save a randomly initialised transformers vision model and its image processor.
+
+    Args:
+        out_dir: Folder to write.
+        zoo_dir: The zoo (unused by vision twins).
+        model_class: Dotted transformers class, e.g. ``transformers.SiglipVisionModel``.
+        config: Keyword arguments of the model's config class (the shrunk sizes).
+        processor: The image processor (Hydra builds it from its ``_target_``: size, mean, std).
+        seed: Initialisation seed.
+    """
+    cls = get_class(model_class)
+    torch.manual_seed(seed)
+    cls(cls.config_class(**config)).save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+
+
+def save_hf_lm_twin(
+    out_dir: Path, zoo_dir: Path, model_class: str, config: dict, seed: int = 0
+) -> None:
+    """Save a randomly initialised transformers causal LM with the zoo tokenizer.
+
+    Args:
+        out_dir: Folder to write.
+        zoo_dir: The zoo, where the shared tokenizer is built.
+        model_class: Dotted transformers class, e.g. ``transformers.PhiForCausalLM``.
+        config: Keyword arguments of the config class; vocabulary and special ids come from
+            the tokenizer.
+        seed: Initialisation seed.
+    """
+    from transformers import AutoTokenizer
+
+    cls = get_class(model_class)
+    tokenizer = AutoTokenizer.from_pretrained(ensure_tokenizer(zoo_dir))
+    ids = {
+        "vocab_size": len(tokenizer),
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "bos_token_id": tokenizer.eos_token_id,
+    }
+    torch.manual_seed(seed)
+    cls(cls.config_class(**{**config, **ids})).save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
+def twin_dir(zoo_dir: str | Path, name: str, twin: dict[str, Any]) -> Path:
+    """Where the twin of option ``name`` lives; the hash makes a changed spec a new twin."""
+    return Path(zoo_dir) / f"{name}-{stable_hash(twin, 8)}"
+
+
+def resolve_checkpoint(spec: DictConfig | dict, offline_twins: bool, zoo_dir: str | Path) -> str:
+    """The path or hub id that ``from_pretrained`` should load for a component.
+
+    Args:
+        spec: A vision or LM config with ``name``, ``checkpoint`` and ``twin``.
+        offline_twins: Use the tiny twin instead of the real checkpoint.
+        zoo_dir: Where twins are built.
+
+    Returns:
+        The real checkpoint, or the twin's folder (built on first use).
+
+    Raises:
+        ValueError: A twin is needed but the option defines none.
+    """
+    spec = OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else spec
+    if spec.get("checkpoint") and not offline_twins:
+        return spec["checkpoint"]
+    twin = spec.get("twin")
+    if not twin:
+        raise ValueError(
+            f"option {spec['name']!r} has no twin to build offline; give it a `twin:` section "
+            f"or set a real `checkpoint:` and offline_twins=false"
+        )
+    zoo_dir = Path(zoo_dir).expanduser()
+    dest = twin_dir(zoo_dir, spec["name"], twin)
+    if not dest.exists():
+        log.info("Building tiny twin %s in %s", spec["name"], dest)
+    return str(
+        _build_atomically(
+            dest, lambda out: instantiate(twin, out_dir=out, zoo_dir=zoo_dir, _convert_="all")
+        )
+    )

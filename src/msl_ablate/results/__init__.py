@@ -1,0 +1,1 @@
+"""Results: the store rebuilt from MLflow, and tables built from the store."""

@@ -1,0 +1,1 @@
+"""Tracking: run keys and MLflow runs."""

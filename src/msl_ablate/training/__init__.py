@@ -1,0 +1,1 @@
+"""Training: the optimization strategy per stage and the LightningModule."""

@@ -1,0 +1,41 @@
+"""Rank-zero logging: one logger per module, silent on non-zero ranks."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] %(message)s"
+
+
+def _rank() -> int:
+    for var in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):
+        if var in os.environ:
+            return int(os.environ[var])
+    return 0
+
+
+class _RankZeroFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _rank() == 0
+
+
+def get_logger(name: str) -> logging.Logger:
+    """Return a logger that only emits on rank zero.
+
+    Args:
+        name: Usually ``__name__``.
+
+    Returns:
+        The configured logger.
+    """
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, _RankZeroFilter) for f in logger.filters):
+        logger.addFilter(_RankZeroFilter())
+    return logger
+
+
+def setup_console_logging() -> None:
+    """INFO logs to stderr for commands that do not run under Hydra (which sets up its own)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format=_FORMAT, datefmt="%H:%M:%S")
