@@ -109,6 +109,25 @@ def evaluate(
     return metrics
 
 
+def _report(metrics: dict[str, float]) -> str:
+    model = {
+        k.rsplit("/exact_match", 1)[1].lstrip("/") or "overall": v
+        for k, v in metrics.items()
+        if "/exact_match" in k
+    }
+    base = {
+        k.rsplit("/majority_baseline", 1)[1].lstrip("/") or "overall": v
+        for k, v in metrics.items()
+        if "/majority_baseline" in k
+    }
+    rows = [f"{'question type':<14} {'model':>7} {'majority':>9}"]
+    rows += [
+        f"{t:<14} {model[t]:>7.1f} {base.get(t, float('nan')):>9.1f}"
+        for t in sorted(model, key=lambda t: (t == "overall", t))
+    ]
+    return "\n".join(rows)
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run every stage of the strategy, then evaluate, log to MLflow and update the results store.
 

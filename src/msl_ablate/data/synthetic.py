@@ -26,6 +26,8 @@ log = get_logger(__name__)
 IMAGE_TOKEN = "<image>"
 SPLIT_FILES = {"captions": "captions.json", "instruct": "instruct.json", "eval": "eval.json"}
 MANIFEST = "manifest.json"
+# Bump when the generator's output changes for the same arguments: cached datasets are rebuilt.
+GENERATOR_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -109,13 +111,13 @@ def _conversation(question: str, answer: str) -> list[dict[str, str]]:
     ]
 
 
-def _ask(scene: Scene, rng: random.Random, question_types: list[str]) -> QA:
-    # Types are tried in a random order so that each type gets a fair share.
-    for qtype in rng.sample(question_types, len(question_types)):
+def _scene_and_question(rng: random.Random, qtype: str, max_objects: int) -> tuple[Scene, QA]:
+    # Resample until the scene can answer this type, so every type gets its full share.
+    while True:
+        scene = sample_scene(rng, max_objects=max_objects)
         qa = QUESTION_WRITERS[qtype](scene, rng)
         if qa is not None:
-            return qa
-    return ask_count(scene, rng)  # always answerable
+            return scene, qa
 
 
 def generate_dataset(
@@ -135,8 +137,8 @@ def generate_dataset(
         seed: Seed of the only random generator used.
         image_size: Side of the square PNG images.
         n_captions: Stage-1 caption records.
-        n_instruct: Stage-2 question/answer records.
-        n_eval: Held-out evaluation records (balanced over question types).
+        n_instruct: Stage-2 question/answer records (question types in equal shares).
+        n_eval: Held-out evaluation records.
         question_types: Names from ``QUESTION_WRITERS``.
         max_objects: Largest number of shapes per scene.
 
@@ -154,7 +156,7 @@ def generate_dataset(
     params = {
         "seed": seed, "image_size": image_size, "n_captions": n_captions,
         "n_instruct": n_instruct, "n_eval": n_eval, "question_types": list(question_types),
-        "max_objects": max_objects,
+        "max_objects": max_objects, "version": GENERATOR_VERSION,
     }  # fmt: skip
     root = Path(root)
     manifest = root / MANIFEST
@@ -170,18 +172,18 @@ def generate_dataset(
     with tqdm(total=total, desc="synthetic images", unit="img") as bar:
         for split, n in counts.items():
             for i in range(n):
-                scene = sample_scene(rng, max_objects=max_objects)
                 image = f"images/{split}_{i:06d}.png"
-                render_scene(scene, image_size).save(root / image)
-                record = {"id": f"{split}-{i:06d}", "image": image}
+                record: dict = {"id": f"{split}-{i:06d}", "image": image}
                 if split == "captions":
+                    scene = sample_scene(rng, max_objects=max_objects)
                     record["conversations"] = _conversation("Describe the image.", caption(scene))
                 else:
-                    # Eval cycles through the types so each gets n_eval / len(types) questions.
-                    qa = _ask(scene, rng, [types[i % len(types)]] if split == "eval" else types)
+                    # Types cycle, so each gets an equal share of the questions.
+                    scene, qa = _scene_and_question(rng, types[i % len(types)], max_objects)
                     record["conversations"] = _conversation(qa.question, qa.answer)
                     record["question_type"] = qa.question_type
                     record["answer"] = qa.answer
+                render_scene(scene, image_size).save(root / image)
                 splits[split].append(record)
                 bar.update()
     for split, records in splits.items():

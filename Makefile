@@ -1,0 +1,50 @@
+# msl-ablate: `make demo` runs the study in miniature, `make test` runs the tests and linters.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_MARKERS ?= not slow and not gpu and not network
+
+.PHONY: help install demo test test-all test-gpu lint format results clean
+
+help:
+	@echo "make demo      train + evaluate the tiny offline model end to end (a few minutes on CPU)"
+	@echo "make test      ruff + pytest (fast tests: not slow/gpu/network)"
+	@echo "make test-all  every test except gpu/network"
+	@echo "make test-gpu  the GPU tests (needs CUDA)"
+	@echo "make results   rebuild results/runs.csv from MLflow and print it"
+	@echo "make lint      ruff check + format check;  make format  fixes them"
+
+# The venv is (re)built only when pyproject.toml changes, so a second `make demo` installs nothing.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/msl-ablate train preset=demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests
+
+test: lint
+	$(BIN)/python -m pytest -m "$(PYTEST_MARKERS)"
+
+test-all: lint
+	$(BIN)/python -m pytest -m "not gpu and not network"
+
+test-gpu: $(STAMP)
+	$(BIN)/python -m pytest -m gpu
+
+results: $(STAMP)
+	$(BIN)/msl-ablate results --rebuild
+
+clean:
+	rm -rf outputs .pytest_cache .ruff_cache

@@ -1,0 +1,71 @@
+"""End to end: train both stages, evaluate, track in MLflow, write the results store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from msl_ablate.results import store
+from msl_ablate.train import run_train
+
+
+@pytest.fixture
+def finished(make_cfg):
+    cfg = make_cfg("study=e2e")
+    return cfg, run_train(cfg)
+
+
+def test_run_is_tracked_and_stored(finished):
+    cfg, result = finished
+    client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
+    run = client.get_run(result["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+    assert tags["run_key"] == result["run_key"]
+    assert tags["axis.vision"] == "tiny_siglip" and tags["axis.lm"] == "tiny_phi"
+    assert tags["study"] == "e2e" and tags["seed"] == "0"
+    assert tags["git_sha"]
+    assert params["vision.name"] == "tiny_siglip"
+    assert params["strategy.stages.finetune.max_steps"] == "2"
+    for key in (
+        "finetune/eval/exact_match",
+        "finetune/eval/majority_baseline",
+        "finetune/eval/exact_match/count",
+    ):
+        assert 0.0 <= metrics[key] <= 100.0
+    assert "align/train/loss" in metrics and "finetune/train/loss" in metrics
+    history = client.get_metric_history(run.info.run_id, "finetune/train/loss")
+    assert len(history) >= 1
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "config.yaml" in artifacts and "eval" in artifacts
+    run_dir = Path(cfg.paths.output_dir) / "runs" / result["run_key"]
+    assert (run_dir / "align" / "trainable.safetensors").is_file()
+    assert (run_dir / "finetune" / "trainable.safetensors").is_file()
+    assert len((run_dir / "eval" / "answers.jsonl").read_text().splitlines()) == 8
+
+    df = store.load(Path(cfg.paths.results_dir) / store.STORE_FILE)
+    assert df["run_key"].tolist() == [result["run_key"]]
+    assert df.loc[0, "mlflow_run_id"] == result["mlflow_run_id"]
+    assert df.loc[0, "finetune/eval/exact_match"] == pytest.approx(
+        metrics["finetune/eval/exact_match"]
+    )
+
+
+def test_rerun_keeps_one_row_per_run_key_and_store_rebuilds_from_mlflow(finished, make_cfg):
+    cfg, first = finished
+    second = run_train(make_cfg("study=e2e"))
+    assert second["run_key"] == first["run_key"]
+    assert second["mlflow_run_id"] != first["mlflow_run_id"]
+    other = run_train(make_cfg("study=e2e", "seed=1"))
+    store_path = Path(cfg.paths.results_dir) / store.STORE_FILE
+    df = store.load(store_path)
+    assert sorted(df["run_key"]) == sorted([first["run_key"], other["run_key"]])
+    assert df.set_index("run_key").loc[first["run_key"], "mlflow_run_id"] == second["mlflow_run_id"]
+
+    store_path.unlink()
+    rebuilt = store.rebuild(cfg.tracking.tracking_uri, cfg.tracking.experiment, store_path)
+    assert sorted(rebuilt["run_key"]) == sorted(df["run_key"])
+    pairs = lambda d: dict(zip(d["run_key"], d["mlflow_run_id"], strict=True))  # noqa: E731
+    assert pairs(rebuilt) == pairs(df)

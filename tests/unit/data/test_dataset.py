@@ -1,0 +1,81 @@
+"""LLaVA JSON loading errors and the synthetic generator."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from msl_ablate.data.dataset import load_records
+from msl_ablate.data.synthetic import caption, generate_dataset, majority_baseline
+from msl_ablate.data.world import Scene, SceneObject
+from msl_ablate.utils.errors import DataError
+
+
+def _write(path, records):
+    path.write_text(json.dumps(records))
+    return path
+
+
+def test_missing_image_names_record_and_path(tmp_path):
+    (tmp_path / "ok.png").write_bytes(b"")
+    conv = [{"from": "human", "value": "<image>\nhi"}, {"from": "gpt", "value": "yo"}]
+    path = _write(tmp_path / "d.json", [
+        {"id": "good", "image": "ok.png", "conversations": conv},
+        {"id": "rec-42", "image": "missing/img.png", "conversations": conv},
+    ])  # fmt: skip
+    with pytest.raises(DataError) as err:
+        load_records(path, tmp_path)
+    msg = str(err.value)
+    assert "d.json" in msg and "rec-42" in msg and str(tmp_path / "missing/img.png") in msg
+    assert "good" not in msg
+
+
+def test_malformed_file_and_record(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("[{")
+    with pytest.raises(DataError, match="bad.json: not valid JSON"):
+        load_records(bad, tmp_path)
+    with pytest.raises(DataError, match="record x: needs keys 'id' and 'conversations'"):
+        load_records(_write(tmp_path / "r.json", [{"id": "x"}]), tmp_path)
+    with pytest.raises(FileNotFoundError, match="nope.json"):
+        load_records(tmp_path / "nope.json", tmp_path)
+
+
+def test_generation_is_deterministic_and_cached(tmp_path):
+    kwargs = {"seed": 3, "n_captions": 4, "n_instruct": 8, "n_eval": 8}
+    a = generate_dataset(tmp_path / "a", **kwargs)
+    b = generate_dataset(tmp_path / "b", **kwargs)
+    for name in ("captions.json", "instruct.json", "eval.json"):
+        assert (a / name).read_text() == (b / name).read_text()
+    assert (a / "images/eval_000003.png").read_bytes() == (
+        b / "images/eval_000003.png"
+    ).read_bytes()
+    evals = json.loads((a / "eval.json").read_text())
+    # Eval cycles through the four default types: 2 of each out of 8.
+    assert sorted(r["question_type"] for r in evals) == sorted(
+        ["colour", "shape", "count", "exists"] * 2
+    )
+    mtime = (a / "eval.json").stat().st_mtime_ns
+    generate_dataset(tmp_path / "a", **kwargs)  # same manifest: nothing rewritten
+    assert (a / "eval.json").stat().st_mtime_ns == mtime
+    with pytest.raises(ValueError, match="unknown \\['smell'\\]"):
+        generate_dataset(tmp_path / "c", question_types=["smell"])
+
+
+def test_caption_and_majority_baseline():
+    scene = Scene(
+        objects=(SceneObject("circle", "red", 0), SceneObject("square", "blue", 3)),
+        word="cat",
+        word_cell=1,
+    )
+    assert (
+        caption(scene)
+        == "A red circle at the top left, a blue square at the bottom right, and the word cat."
+    )
+    train = [{"question_type": "count", "answer": a} for a in ["2", "2", "3"]]
+    train += [{"question_type": "exists", "answer": a} for a in ["yes", "no", "no"]]
+    evals = [{"question_type": "count", "answer": a} for a in ["2", "1", "2", "2"]]
+    evals += [{"question_type": "exists", "answer": a} for a in ["yes", "no"]]
+    scores = majority_baseline(train, evals)
+    assert scores == {"count": 75.0, "exists": 50.0, "overall": pytest.approx(100 * 4 / 6)}
