@@ -90,25 +90,6 @@ def ensure_tokenizer(zoo_dir: str | Path) -> Path:
     return _build_atomically(Path(zoo_dir) / f"tokenizer-{stable_hash(TOKENIZER_PARAMS, 8)}", build)
 
 
-def save_hf_vision_twin(
-    out_dir: Path, zoo_dir: Path, model_class: str, config: dict, processor: Any, seed: int = 0
-) -> None:
-    """Save a randomly initialised transformers vision model and its image processor.
-
-    Args:
-        out_dir: Folder to write.
-        zoo_dir: The zoo (unused by vision twins).
-        model_class: Dotted transformers class, e.g. ``transformers.SiglipVisionModel``.
-        config: Keyword arguments of the model's config class (the shrunk sizes).
-        processor: The image processor (Hydra builds it from its ``_target_``: size, mean, std).
-        seed: Initialisation seed.
-    """
-    cls = get_class(model_class)
-    torch.manual_seed(seed)
-    cls(cls.config_class(**config)).save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
-
-
 def save_hf_lm_twin(
     out_dir: Path, zoo_dir: Path, model_class: str, config: dict, seed: int = 0
 ) -> None:

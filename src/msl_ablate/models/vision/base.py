@@ -1,4 +1,13 @@
-"""The interface every vision encoder adapter implements."""
+"""The interface every vision encoder adapter implements, and the helpers they share.
+
+Conventions shared by every adapter (so an option file means the same thing for every source):
+
+- ``feature_layer`` indexes hidden states as transformers does: 0 is the patch embedding,
+  ``i`` the output of block ``i``, -1 the last block, -2 the one before it (LLaVA's choice).
+- *Prefix tokens* are the non-patch tokens an encoder puts before the patches: CLS and, in
+  register variants (DINOv2-reg), the registers. ``drop_cls`` drops all of them; otherwise
+  they stay in front of the patch tokens and count in ``num_tokens``.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +19,53 @@ from PIL import Image
 from torch import nn
 
 
+def option_file(name: str) -> str:
+    """Where an option lives, for error messages."""
+    return f"conf/vision/{name}.yaml"
+
+
+def blocks_feeding(feature_layer: int, num_blocks: int, name: str) -> int:
+    """How many transformer blocks run before hidden state ``feature_layer``.
+
+    Args:
+        feature_layer: Hidden-state index, transformers-style (see the module docstring).
+        num_blocks: Depth of the encoder.
+        name: The option name, for the error message.
+
+    Returns:
+        A count in ``[0, num_blocks]``.
+
+    Raises:
+        ValueError: ``feature_layer`` is outside ``[-(num_blocks + 1), num_blocks]``.
+    """
+    if not -(num_blocks + 1) <= feature_layer <= num_blocks:
+        raise ValueError(
+            f"vision.feature_layer={feature_layer} is out of range for an encoder with "
+            f"{num_blocks} blocks; expected {-(num_blocks + 1)}..{num_blocks} "
+            f"({option_file(name)})"
+        )
+    return feature_layer % (num_blocks + 1)
+
+
+def reject_unused(builder: str, name: str, **fields: object) -> None:
+    """Fail on schema fields that the chosen builder does not use, instead of ignoring them.
+
+    Raises:
+        ValueError: Naming every field that is set but unused.
+    """
+    unused = sorted(key for key, value in fields.items() if value is not None)
+    if unused:
+        raise ValueError(
+            f"vision.{', vision.'.join(unused)} must be null for {builder} ({option_file(name)})"
+        )
+
+
 class VisionEncoder(nn.Module, ABC):
     """A vision backbone that turns pixels into a grid of patch features.
 
     Subclasses wrap one weights source (transformers, timm, open_clip) and handle its
-    gotchas: which hidden layer to read, whether a CLS token must be dropped, how
-    position embeddings follow the resolution.
+    gotchas: which hidden layer to read, which prefix tokens to drop, how position
+    embeddings follow the resolution.
     """
 
     @property
@@ -25,26 +75,47 @@ class VisionEncoder(nn.Module, ABC):
 
     @property
     @abstractmethod
+    def grid_size(self) -> tuple[int, int]:
+        """Rows and columns of the patch-token grid at the configured resolution."""
+
+    @property
+    @abstractmethod
     def num_tokens(self) -> int:
-        """Number ``N`` of image tokens per image at the configured resolution."""
+        """Number ``N`` of image tokens per image (patches plus any kept prefix tokens)."""
 
     @property
     @abstractmethod
     def image_transform(self) -> Callable[[Image.Image], torch.Tensor]:
-        """Turn a PIL image into a ``(3, H, W)`` float tensor for this encoder."""
+        """Turn a PIL image into a ``(C, H, W)`` float tensor (``C = 3``; fused: 3 per encoder)."""
 
     @property
     @abstractmethod
     def blocks(self) -> nn.ModuleList:
-        """The transformer blocks, in order (used to train only the last k)."""
+        """The transformer blocks that feed the features, in order (``partial`` trains the last k).
+
+        Blocks after ``feature_layer`` are left out: they never receive a gradient.
+        """
 
     @abstractmethod
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Encode images.
 
         Args:
-            pixel_values: ``(B, 3, H, W)``.
+            pixel_values: ``(B, C, H, W)``, as stacked from ``image_transform`` outputs.
 
         Returns:
-            Patch features ``(B, N, D_v)``.
+            Image features ``(B, N, D_v)``.
         """
+
+
+def check_token_count(features: torch.Tensor, encoder: VisionEncoder, hint: str) -> None:
+    """Raise if an encoder returned a different number of tokens than it announced.
+
+    Raises:
+        RuntimeError: Naming both counts and the likely config key (``hint``).
+    """
+    if features.shape[1] != encoder.num_tokens:
+        raise RuntimeError(
+            f"vision encoder returned {features.shape[1]} tokens, expected {encoder.num_tokens} "
+            f"(grid {encoder.grid_size[0]}x{encoder.grid_size[1]}); {hint}"
+        )

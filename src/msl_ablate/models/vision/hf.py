@@ -1,17 +1,47 @@
-"""Vision encoders from transformers checkpoints (SigLIP, CLIP, DINOv2, ViT)."""
+"""Vision encoders from transformers checkpoints (SigLIP, CLIP, DINOv2, ViT), and their twins."""
 
 from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
 
 import torch
 from hydra.utils import get_class
 from torch import nn
 from transformers import AutoImageProcessor
 
-from msl_ablate.models.vision.base import VisionEncoder
+from msl_ablate.models.vision.base import (
+    VisionEncoder,
+    blocks_feeding,
+    check_token_count,
+    option_file,
+    reject_unused,
+)
 from msl_ablate.models.vision.transforms import ImageTransform, ResizeStrategy
 from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
+
+
+def _blocks_path(model: nn.Module, depth: int, name: str) -> str:
+    """The dotted path of the block list: the one ``ModuleList`` with ``depth`` entries.
+
+    transformers names it differently per family (``vision_model.encoder.layers`` for CLIP and
+    SigLIP, ``encoder.layer`` for ViT and DINOv2); looking it up by shape avoids a table of names.
+    """
+    paths = [
+        path
+        for path, module in model.named_modules()
+        if isinstance(module, nn.ModuleList) and len(module) == depth
+    ]
+    if len(paths) != 1:
+        raise RuntimeError(
+            f"cannot locate the transformer blocks of {type(model).__name__}: expected exactly one "
+            f"nn.ModuleList with config.num_hidden_layers={depth} entries, found {paths} "
+            f"({option_file(name)})"
+        )
+    return paths[0]
 
 
 class HFVisionEncoder(VisionEncoder):
@@ -22,8 +52,10 @@ class HFVisionEncoder(VisionEncoder):
         image_size: Input resolution; position embeddings are interpolated when it differs
             from the checkpoint's.
         feature_layer: Index into ``hidden_states`` (-2: second-to-last block, as LLaVA).
-        drop_cls: Drop the leading CLS token (CLIP, DINOv2, ViT); SigLIP has none.
+        drop_cls: Drop the prefix tokens (CLS, registers) and keep only patch tokens.
         transform: The image transform built from the checkpoint's processor config.
+        num_prefix_tokens: Prefix tokens before the patches; None: 1 if ``drop_cls`` else 0.
+        name: The option name, for error messages.
     """
 
     def __init__(
@@ -33,24 +65,44 @@ class HFVisionEncoder(VisionEncoder):
         feature_layer: int,
         drop_cls: bool,
         transform: ImageTransform,
+        num_prefix_tokens: int | None = None,
+        name: str = "?",
     ):
         super().__init__()
         self.model = model
         self.image_size = image_size
         self.feature_layer = feature_layer
         self.drop_cls = drop_cls
+        self.num_prefix_tokens = (
+            (1 if drop_cls else 0) if num_prefix_tokens is None else num_prefix_tokens
+        )
+        self.name = name
         self._transform = transform
         config = model.config
-        self._native_size = config.image_size
-        self._num_patches = (image_size // config.patch_size) ** 2
+        side = image_size // config.patch_size
+        self._grid = (side, side)
+        depth = config.num_hidden_layers
+        # A path, not the module: a second attribute would duplicate its keys in state_dict.
+        self._blocks_path = _blocks_path(model, depth, name)
+        self._num_used_blocks = blocks_feeding(feature_layer, depth, name)
+        # CLIP, SigLIP and ViT interpolate only when asked; DINOv2 always does and has no flag.
+        self._forward_kwargs: dict[str, Any] = {}
+        accepts = inspect.signature(model.forward).parameters
+        if image_size != config.image_size and "interpolate_pos_encoding" in accepts:
+            self._forward_kwargs["interpolate_pos_encoding"] = True
 
     @property
     def embed_dim(self) -> int:
         return self.model.config.hidden_size
 
     @property
+    def grid_size(self) -> tuple[int, int]:
+        return self._grid
+
+    @property
     def num_tokens(self) -> int:
-        return self._num_patches
+        kept_prefix = 0 if self.drop_cls else self.num_prefix_tokens
+        return self._grid[0] * self._grid[1] + kept_prefix
 
     @property
     def image_transform(self) -> ImageTransform:
@@ -58,21 +110,21 @@ class HFVisionEncoder(VisionEncoder):
 
     @property
     def blocks(self) -> nn.ModuleList:
-        return self.model.vision_model.encoder.layers
+        layers = self.model.get_submodule(self._blocks_path)
+        return nn.ModuleList(list(layers)[: self._num_used_blocks])
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        kwargs = {}
-        if self.image_size != self._native_size:
-            kwargs["interpolate_pos_encoding"] = True
-        out = self.model(pixel_values=pixel_values, output_hidden_states=True, **kwargs)
-        features = out.hidden_states[self.feature_layer]  # (B, N[+1], D_v)
+        out = self.model(
+            pixel_values=pixel_values, output_hidden_states=True, **self._forward_kwargs
+        )
+        features = out.hidden_states[self.feature_layer]  # (B, P + N_patch, D_v)
         if self.drop_cls:
-            features = features[:, 1:]
-        if features.shape[1] != self._num_patches:
-            raise RuntimeError(
-                f"vision encoder returned {features.shape[1]} tokens, expected {self._num_patches} "
-                f"for image_size={self.image_size}; check vision.drop_cls"
-            )
+            features = features[:, self.num_prefix_tokens :]  # (B, N_patch, D_v)
+        check_token_count(
+            features,
+            self,
+            f"check vision.num_prefix_tokens and vision.drop_cls ({option_file(self.name)})",
+        )
         return features
 
 
@@ -84,6 +136,9 @@ def build_hf_vision_encoder(
     feature_layer: int = -2,
     drop_cls: bool = False,
     resize: ResizeStrategy | str = ResizeStrategy.resize,
+    num_prefix_tokens: int | None = None,
+    model_name: str | None = None,
+    encoders: dict | None = None,
 ) -> HFVisionEncoder:
     """Load a transformers vision tower and its preprocessing from a hub id or folder.
 
@@ -93,15 +148,40 @@ def build_hf_vision_encoder(
         model_class: Dotted path of the transformers class, e.g. ``transformers.SiglipVisionModel``.
         image_size: Input resolution.
         feature_layer: Hidden layer to read.
-        drop_cls: Whether the output starts with a CLS token to drop.
+        drop_cls: Whether to drop the prefix tokens (CLS, registers).
         resize: Resize strategy.
+        num_prefix_tokens: Prefix tokens the model emits (DINOv2 with 4 registers: 5).
+        model_name: Unused here (open_clip only); must be null.
+        encoders: Unused here (fused only); must be null.
 
     Returns:
         The encoder.
     """
+    reject_unused("a transformers encoder", name, model_name=model_name, encoders=encoders)
     cls = get_class(model_class)
     log.info("Loading vision encoder %s from %s (%s)", name, checkpoint, model_class)
     model = cls.from_pretrained(checkpoint)
     processor = AutoImageProcessor.from_pretrained(checkpoint)
     transform = ImageTransform(image_size, processor.image_mean, processor.image_std, resize)
-    return HFVisionEncoder(model, image_size, feature_layer, drop_cls, transform)
+    return HFVisionEncoder(
+        model, image_size, feature_layer, drop_cls, transform, num_prefix_tokens, name
+    )
+
+
+def save_hf_vision_twin(
+    out_dir: Path, zoo_dir: Path, model_class: str, config: dict, processor: Any, seed: int = 0
+) -> None:
+    """Save a randomly initialised transformers vision model and its image processor.
+
+    Args:
+        out_dir: Folder to write.
+        zoo_dir: The zoo (unused by vision twins).
+        model_class: Dotted transformers class, e.g. ``transformers.SiglipVisionModel``.
+        config: Keyword arguments of the model's config class (the shrunk sizes).
+        processor: The image processor (Hydra builds it from its ``_target_``: size, mean, std).
+        seed: Initialisation seed.
+    """
+    cls = get_class(model_class)
+    torch.manual_seed(seed)
+    cls(cls.config_class(**config)).save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
