@@ -1,9 +1,13 @@
 """Turn a LLaVA conversation into token ids and labels, with loss on every assistant turn.
 
-The conversation is rendered with the LM's chat template one turn at a time; the text each
-turn adds is tokenized on its own, so the label mask lines up with the tokens exactly, for
-any template and any number of turns. The same function builds evaluation prompts, so
-training and generation see identical token sequences.
+The whole conversation is rendered once with the LM's chat template and tokenized once, as the
+model will see it. Each assistant turn's character span is found by rendering the conversation
+up to that turn and taking the longest common prefix with the full text (and with the same
+turn followed by another one); this works for templates that are not prefix-stable (Phi-3
+appends EOS only after the last turn). A token is a
+target if it ends inside an answer span (a leading space merged into the first word counts),
+so a special token cut by the span's end is never labelled. Evaluation prompts go through the same function, so training and
+generation see identical token sequences.
 """
 
 from __future__ import annotations
@@ -60,6 +64,41 @@ def _render(
     )
 
 
+def _common_prefix_len(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def answer_spans(
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], full: str
+) -> list[tuple[int, int]]:
+    """Character spans of the assistant turns (answer and end-of-turn marker) in ``full``.
+
+    Raises:
+        ValueError: An assistant turn has no text of its own in the rendering.
+    """
+    spans = []
+    for k, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        start = _common_prefix_len(_render(tokenizer, messages[:k], True), full)
+        upto = _render(tokenizer, messages[: k + 1], False)
+        # What the turn keeps when the conversation goes on: drops text a template adds only
+        # after the last turn (Phi-3's EOS), which is not part of the answer.
+        going_on = _render(tokenizer, [*messages[: k + 1], {"role": "user", "content": "?"}], False)
+        end = min(_common_prefix_len(upto, full), _common_prefix_len(upto, going_on))
+        if end <= start or message["content"] not in full[start:end]:
+            raise ValueError(
+                f"assistant turn {k} ({message['content']!r}) cannot be located in the rendered "
+                "conversation; the chat template is not suitable for turn-by-turn masking"
+            )
+        spans.append((start, end))
+    return spans
+
+
 def tokenize_conversation(
     tokenizer: PreTrainedTokenizerBase,
     messages: list[dict[str, str]],
@@ -69,7 +108,7 @@ def tokenize_conversation(
     """Tokenize a conversation, expanding each ``<image>`` into ``num_image_tokens`` ids.
 
     Args:
-        tokenizer: The LM's tokenizer (chat template set, ``<image>`` a special token).
+        tokenizer: The LM's fast tokenizer (chat template set, ``<image>`` a special token).
         messages: ``[{"role", "content"}]``.
         num_image_tokens: Image tokens per image (from the encoder and resolution).
         for_generation: Drop the last assistant turn and end with the generation prompt.
@@ -79,36 +118,19 @@ def tokenize_conversation(
     """
     if for_generation and messages and messages[-1]["role"] == "assistant":
         messages = messages[:-1]
+    full = _render(tokenizer, messages, add_generation_prompt=for_generation)
+    spans = [] if for_generation else answer_spans(tokenizer, messages, full)
+    encoding = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
     image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     input_ids: list[int] = []
     labels: list[int] = []
-    rendered = ""
-
-    def add(text_upto: str, is_target: bool) -> None:
-        nonlocal rendered
-        if not text_upto.startswith(rendered):
-            raise ValueError("chat template is not prefix-stable; cannot mask turn by turn")
-        piece = text_upto[len(rendered) :]
-        rendered = text_upto
-        ids = tokenizer(piece, add_special_tokens=False)["input_ids"]
-        input_ids.extend(ids)
-        labels.extend(ids if is_target else [IGNORE_INDEX] * len(ids))
-
-    for k, message in enumerate(messages):
-        if message["role"] == "assistant":
-            add(_render(tokenizer, messages[:k], add_generation_prompt=True), is_target=False)
-            add(_render(tokenizer, messages[: k + 1], add_generation_prompt=False), is_target=True)
-        else:
-            add(_render(tokenizer, messages[: k + 1], add_generation_prompt=False), is_target=False)
-    if for_generation:
-        add(_render(tokenizer, messages, add_generation_prompt=True), is_target=False)
-    num_images = input_ids.count(image_id)
-    expanded_ids, expanded_labels = [], []
-    for tok, lab in zip(input_ids, labels, strict=True):
-        if tok == image_id:
-            expanded_ids += [image_id] * num_image_tokens
-            expanded_labels += [IGNORE_INDEX] * num_image_tokens
-        else:
-            expanded_ids.append(tok)
-            expanded_labels.append(lab)
-    return TokenizedSample(expanded_ids, expanded_labels, num_images)
+    num_images = 0
+    for token, (_, end) in zip(encoding["input_ids"], encoding["offset_mapping"], strict=True):
+        if token == image_id:
+            num_images += 1
+            input_ids += [image_id] * num_image_tokens
+            labels += [IGNORE_INDEX] * num_image_tokens
+            continue
+        input_ids.append(token)
+        labels.append(token if any(s < end <= e for s, e in spans) else IGNORE_INDEX)
+    return TokenizedSample(input_ids, labels, num_images)

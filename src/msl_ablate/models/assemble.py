@@ -7,6 +7,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from msl_ablate.models.vlm import VisionLanguageModel
 from msl_ablate.models.zoo import resolve_checkpoint
+from msl_ablate.training.strategy import uses_qlora
 from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -41,7 +42,10 @@ def build_vlm(cfg: DictConfig) -> VisionLanguageModel:
     log.info("Instantiating vision <%s>", cfg.vision._target_)
     vision = instantiate(_component_kwargs(cfg.vision, checkpoints["vision"]))
     log.info("Instantiating lm <%s>", cfg.lm._target_)
-    lm = instantiate(_component_kwargs(cfg.lm, checkpoints["lm"]))
+    # QLoRA needs the base weights quantized at load time, not later by the strategy.
+    lm = instantiate(
+        _component_kwargs(cfg.lm, checkpoints["lm"]), load_in_4bit=uses_qlora(cfg.strategy)
+    )
     log.info(
         "Instantiating projector <%s> (%d -> %d)",
         cfg.projector._target_,

@@ -3,7 +3,8 @@
 ``strategy`` is data: the config lists stages, and for each one the mode and learning rate
 of every component. This module applies it to a ``VisionLanguageModel``: ``requires_grad``
 flags, PEFT LoRA wrapping, optimizer parameter groups, and the trainable-only state that a
-stage saves and the next one loads.
+stage saves and the next one loads. What can be checked without the model is checked
+earlier, in ``config/checks.py``; what needs the model (encoder depth, LoRA targets) here.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 from safetensors.torch import load_file, save_file
+from torch import nn
 
+from msl_ablate.models.lm import CausalLM
 from msl_ablate.models.vlm import VisionLanguageModel
 from msl_ablate.utils.files import atomic_path
 from msl_ablate.utils.logging import get_logger
@@ -34,17 +37,45 @@ class Mode(str, Enum):
     qlora = "qlora"  # LM only: LoRA on a 4-bit base (bitsandbytes + CUDA)
 
 
-def _set_trainable(module: torch.nn.Module, flag: bool) -> None:
+LORA_MODES = (Mode.lora, Mode.qlora)
+
+
+def uses_qlora(strategy: DictConfig) -> bool:
+    """Whether any stage trains the LM with QLoRA, i.e. the LM must be loaded in 4 bits."""
+    return any(Mode(s.lm.mode) is Mode.qlora for s in strategy.stages.values())
+
+
+def _set_trainable(module: nn.Module, flag: bool) -> None:
     for p in module.parameters():
         p.requires_grad_(flag)
 
 
-def _apply_lora(vlm: VisionLanguageModel, lora: DictConfig) -> None:
-    from peft import LoraConfig, PeftModel, get_peft_model
+def _check_lora_targets(lm: CausalLM) -> None:
+    """Every configured target must name a Linear layer (PEFT ignores some misses silently)."""
+    if lm.lora_target_modules is None:
+        return
+    linear = {n.rsplit(".", 1)[-1] for n, m in lm.model.named_modules() if isinstance(m, nn.Linear)}
+    missing = sorted(set(lm.lora_target_modules) - linear)
+    if missing:
+        raise ValueError(
+            f"lm.lora_target_modules {missing} match no Linear layer of {lm.name} "
+            f"({type(lm.model).__name__}); its Linear layers are {sorted(linear)} "
+            f"(conf/lm/{lm.name}.yaml)"
+        )
 
-    if isinstance(vlm.lm.model, PeftModel):  # already wrapped by an earlier stage
+
+def _apply_lora(vlm: VisionLanguageModel, lora: DictConfig, quantized: bool) -> None:
+    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+
+    if isinstance(vlm.lm.model, PeftModel):  # wrapped by an earlier stage: same adapters
         vlm.lm.model.base_model.enable_adapter_layers()
     else:
+        _check_lora_targets(vlm.lm)
+        if quantized:
+            # Casts norms to fp32 and lets gradients reach the adapters through 4-bit layers.
+            vlm.lm.model = prepare_model_for_kbit_training(
+                vlm.lm.model, use_gradient_checkpointing=False
+            )
         config = LoraConfig(
             r=lora.r,
             lora_alpha=lora.alpha,
@@ -55,6 +86,38 @@ def _apply_lora(vlm: VisionLanguageModel, lora: DictConfig) -> None:
         vlm.lm.model = get_peft_model(vlm.lm.model, config)
     for name, p in vlm.lm.named_parameters():
         p.requires_grad_("lora_" in name)
+
+
+def _apply_vision(vlm: VisionLanguageModel, stage: DictConfig) -> None:
+    mode = Mode(stage.vision.mode)
+    _set_trainable(vlm.vision, mode is Mode.full)
+    if mode is not Mode.partial:
+        return
+    blocks = list(vlm.vision.blocks)
+    k = stage.vision.trainable_blocks
+    if not 1 <= k <= len(blocks):
+        raise ValueError(
+            f"strategy.stages.{stage.name}.vision.trainable_blocks={k} does not fit the vision "
+            f"encoder ({type(vlm.vision).__name__}), which has {len(blocks)} blocks; "
+            f"choose 1..{len(blocks)}"
+        )
+    for block in blocks[-k:]:
+        _set_trainable(block, True)
+
+
+def _apply_lm(vlm: VisionLanguageModel, stage: DictConfig) -> None:
+    mode = Mode(stage.lm.mode)
+    if mode is Mode.qlora and not getattr(vlm.lm.model, "is_loaded_in_4bit", False):
+        raise RuntimeError(
+            f"strategy.stages.{stage.name}.lm.mode=qlora but the LM {vlm.lm.name} was loaded in "
+            f"full precision; build it with models.assemble.build_vlm, which loads it in 4 bits "
+            f"when a stage uses qlora (or use lm.mode=lora)"
+        )
+    if mode in LORA_MODES:
+        _apply_lora(vlm, stage.lora, quantized=mode is Mode.qlora)
+    else:
+        # After a LoRA stage the adapters stay in the model and follow the LM's mode.
+        _set_trainable(vlm.lm, mode is Mode.full)
 
 
 def apply_stage(vlm: VisionLanguageModel, stage: DictConfig) -> list[dict]:
@@ -68,30 +131,19 @@ def apply_stage(vlm: VisionLanguageModel, stage: DictConfig) -> list[dict]:
         One parameter group per trained component: ``{"name", "params", "lr"}``.
 
     Raises:
-        RuntimeError: ``qlora`` without CUDA and bitsandbytes.
+        ValueError: ``vision.trainable_blocks`` exceeds the encoder's depth, or a LoRA target
+            names no Linear layer of the LM.
+        RuntimeError: ``qlora`` on an LM that was not loaded in 4 bits.
     """
-    vision_mode = Mode(stage.vision.mode)
-    _set_trainable(vlm.vision, vision_mode is Mode.full)
-    if vision_mode is Mode.partial:
-        for block in list(vlm.vision.blocks)[-stage.vision.trainable_blocks :]:
-            _set_trainable(block, True)
+    _apply_vision(vlm, stage)
     _set_trainable(vlm.projector, Mode(stage.projector.mode) is Mode.full)
-    lm_mode = Mode(stage.lm.mode)
-    if lm_mode is Mode.qlora:
-        raise RuntimeError(
-            "strategy lm.mode=qlora needs a CUDA GPU and bitsandbytes, and this build of msl-ablate "
-            "only loads LMs in full precision; use lm.mode=lora"
-        )
-    if lm_mode is Mode.lora:
-        _apply_lora(vlm, stage.lora)
-    else:
-        _set_trainable(vlm.lm, lm_mode is Mode.full)
+    _apply_lm(vlm, stage)
     groups = []
     for name in COMPONENTS:
         # Frozen parts stay in eval mode (no dropout noise in features they do not learn from).
         component = getattr(vlm, name)
-        component.train(any(p.requires_grad for p in component.parameters()))
-        params = [p for p in getattr(vlm, name).parameters() if p.requires_grad]
+        params = [p for p in component.parameters() if p.requires_grad]
+        component.train(bool(params))
         if params:
             groups.append({"name": name, "params": params, "lr": stage[name].lr})
     log_trainability(vlm, stage)
@@ -109,11 +161,19 @@ def trainability(vlm: VisionLanguageModel) -> dict[str, tuple[int, int]]:
     }
 
 
+def trainability_table(vlm: VisionLanguageModel, stage: DictConfig) -> str:
+    """The per-component table (mode, trainable and total parameters) of a stage, with totals."""
+    rows = [f"{'component':<10} {'mode':<8} {'trainable':>14} {'total':>14}"]
+    counts = trainability(vlm)
+    for name, (trained, total) in counts.items():
+        rows.append(f"{name:<10} {Mode(stage[name].mode).value:<8} {trained:>14,} {total:>14,}")
+    trained, total = (sum(c[i] for c in counts.values()) for i in (0, 1))
+    rows.append(f"{'all':<10} {'':<8} {trained:>14,} {total:>14,}  ({trained / total:.2%})")
+    return "\n".join(rows)
+
+
 def log_trainability(vlm: VisionLanguageModel, stage: DictConfig) -> None:
-    rows = [f"{'component':<10} {'mode':<8} {'trainable':>12} {'total':>12}"]
-    for name, (trained, total) in trainability(vlm).items():
-        rows.append(f"{name:<10} {Mode(stage[name].mode).value:<8} {trained:>12,} {total:>12,}")
-    log.info("Stage %s trainability:\n%s", stage.name, "\n".join(rows))
+    log.info("Stage %s trainability:\n%s", stage.name, trainability_table(vlm, stage))
 
 
 def trainable_state_dict(vlm: VisionLanguageModel) -> dict[str, torch.Tensor]:
