@@ -25,6 +25,8 @@ TINY_OVERRIDES = [
     "trainer.log_every_n_steps=1",
     "eval.batch_size=8",
     "eval.max_new_tokens=2",
+    "eval.suite.generator.n_questions=6",
+    "eval.suite.generator.image_size=32",
 ]
 
 

@@ -9,6 +9,7 @@ USAGE = """usage: msl-ablate <command> [args]
 commands:
   train [overrides]       train and evaluate one config (Hydra; -m for sweeps)
   describe [overrides]    print the composed model: parameters, image tokens, checkpoints
+  evaluate --run RUN      benchmark a finished run (run key or MLflow id; --benchmarks a,b)
   score BENCHMARK ...     score an answer file with a benchmark's official metric
   results [--rebuild]     print the results store (rebuilt from MLflow with --rebuild)
 """
@@ -47,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         from msl_ablate.describe import main as describe_main
 
         return describe_main(rest)
+    if command == "evaluate":
+        from msl_ablate.evaluate import main as evaluate_main
+
+        return evaluate_main(rest)
     if command == "score":
         from msl_ablate.evaluation.scoring.cli import main as score_main
 

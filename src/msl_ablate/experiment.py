@@ -11,13 +11,14 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from msl_ablate.data.datamodule import VLMDataModule, resolve_data_root
 from msl_ablate.data.dataset import load_records
 from msl_ablate.data.synthetic import majority_baseline
 from msl_ablate.evaluation.exact_match import exact_match_scores
 from msl_ablate.evaluation.generate import generate_answers
+from msl_ablate.evaluation.suite_eval import EVAL_DIR, evaluate_suite
 from msl_ablate.models.assemble import build_vlm
 from msl_ablate.models.vlm import VisionLanguageModel
 from msl_ablate.results import store
@@ -31,6 +32,8 @@ from msl_ablate.utils.logging import get_logger
 log = get_logger(__name__)
 
 STAGE_CHECKPOINT = "trainable.safetensors"
+# The resolved config, saved in the run folder: `msl-ablate evaluate` rebuilds the model from it.
+RUN_CONFIG = "config.yaml"
 
 
 def train_stage(
@@ -140,6 +143,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     key, stages_keys = run_key(cfg), stage_keys(cfg)
     run_dir = Path(cfg.paths.output_dir) / "runs" / key
     log.info("Run key %s -> %s", key, run_dir)
+    write_text_atomic(run_dir / RUN_CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     L.seed_everything(cfg.seed, workers=True)
@@ -158,6 +162,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 tracker.set_tag(f"checkpoint.{name}", str(previous))
         last_stage = list(cfg.strategy.stages)[-1]
         metrics = evaluate(cfg, vlm, data_root, run_dir, prefix=f"{last_stage}/eval")
+        metrics |= evaluate_suite(cfg, vlm, run_dir, last_stage)
     except BaseException:
         if tracker is not None:
             tracker.finish("FAILED")
@@ -170,7 +175,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     }
     if tracker is not None:
         tracker.log_metrics(metrics)
-        tracker.log_artifact(run_dir / "eval" / "answers.jsonl", "eval")
+        # Answer files (exact match and every benchmark) and benchmark metrics.
+        tracker.client.log_artifacts(tracker.run_id, str(run_dir / EVAL_DIR), EVAL_DIR)
         tracker.finish("FINISHED")
         run = tracker.client.get_run(tracker.run_id)
         result["row"] = store.row_from_run(run)

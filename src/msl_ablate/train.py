@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import hydra
@@ -10,7 +11,7 @@ from omegaconf import DictConfig
 from msl_ablate.config.checks import check_config
 from msl_ablate.config.compose import config_dir
 from msl_ablate.config.schema import register_schemas
-from msl_ablate.utils.logging import get_logger
+from msl_ablate.utils.logging import get_logger, route_library_logs
 
 log = get_logger(__name__)
 
@@ -27,6 +28,11 @@ def run_train(cfg: DictConfig) -> dict:
     """Check the config and run the experiment (shared by the CLI and the tests)."""
     from msl_ablate import experiment
 
+    route_library_logs()
+    # Frozen modules are kept in eval mode on purpose; tiny test datasets trip the logging hint.
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", message=r".*treespec, LeafSpec.*")
     absolutize_paths(cfg)
     check_config(cfg)
     return experiment.run(cfg)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from msl_ablate.evaluation.headline import HEADLINE_METRICS
 from msl_ablate.results import store
 from msl_ablate.train import run_train
 
@@ -36,6 +37,9 @@ def test_run_is_tracked_and_stored(finished):
     ):
         assert 0.0 <= metrics[key] <= 100.0
     assert "align/train/loss" in metrics and "finetune/train/loss" in metrics
+    for benchmark, (metric, _) in HEADLINE_METRICS.items():  # the suite, after exact match
+        assert f"finetune/{benchmark}/{metric}" in metrics, benchmark
+        assert metrics[f"finetune/{benchmark}/n_missing"] == 0
     history = client.get_metric_history(run.info.run_id, "finetune/train/loss")
     assert len(history) >= 1
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -44,6 +48,7 @@ def test_run_is_tracked_and_stored(finished):
     assert (run_dir / "align" / "trainable.safetensors").is_file()
     assert (run_dir / "finetune" / "trainable.safetensors").is_file()
     assert len((run_dir / "eval" / "answers.jsonl").read_text().splitlines()) == 8
+    assert (run_dir / "config.yaml").is_file()  # what `msl-ablate evaluate` rebuilds from
 
     df = store.load(Path(cfg.paths.results_dir) / store.STORE_FILE)
     assert df["run_key"].tolist() == [result["run_key"]]
@@ -51,6 +56,7 @@ def test_run_is_tracked_and_stored(finished):
     assert df.loc[0, "finetune/eval/exact_match"] == pytest.approx(
         metrics["finetune/eval/exact_match"]
     )
+    assert df.loc[0, "finetune/pope/f1"] == pytest.approx(metrics["finetune/pope/f1"])
 
 
 def test_rerun_keeps_one_row_per_run_key_and_store_rebuilds_from_mlflow(finished, make_cfg):

@@ -1,10 +1,20 @@
-"""Checks that span config groups, all collected into one ``ConfigError`` before anything is built."""
+"""Checks that span config groups, all collected into one ``ConfigError`` before anything is built.
+
+What needs the built model (the encoder's depth for ``partial``, whether LoRA targets exist)
+is checked when ``training.strategy.apply_stage`` runs, with the same kind of message.
+"""
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+import importlib.util
+from dataclasses import asdict
 
-from msl_ablate.training.strategy import Mode
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from msl_ablate.config.schema import LoraConfig
+from msl_ablate.evaluation.suite_eval import eval_problems
+from msl_ablate.training.strategy import LORA_MODES, Mode
 from msl_ablate.utils.errors import ConfigError
 
 STAGE_NAMES = ("align", "finetune")
@@ -13,6 +23,69 @@ ALLOWED_MODES = {
     "projector": {Mode.frozen, Mode.full},
     "lm": {Mode.frozen, Mode.full, Mode.lora, Mode.qlora},
 }
+LORA_DEFAULTS = asdict(LoraConfig())
+
+
+def _component_problems(where: str, component: str, spec: DictConfig) -> list[str]:
+    mode = Mode(spec.mode)
+    allowed = ALLOWED_MODES[component]
+    if mode not in allowed:
+        return [
+            f"{where}.{component}.mode={mode.value!r} is not allowed; choose one of "
+            f"{sorted(m.value for m in allowed)}"
+        ]
+    problems = []
+    if mode is not Mode.frozen and spec.lr <= 0:
+        problems.append(f"{where}.{component}.lr must be > 0 when mode={mode.value}, got {spec.lr}")
+    if mode is Mode.partial and spec.trainable_blocks < 1:
+        problems.append(
+            f"{where}.{component}.trainable_blocks must be >= 1 for mode=partial, "
+            f"got {spec.trainable_blocks}"
+        )
+    if mode is not Mode.partial and spec.trainable_blocks != 0:
+        problems.append(
+            f"{where}.{component}.trainable_blocks={spec.trainable_blocks} only applies to "
+            f"mode=partial (mode is {mode.value}); remove it or set mode=partial"
+        )
+    return problems
+
+
+def _lora_problems(where: str, stage: DictConfig) -> list[str]:
+    lora = OmegaConf.to_container(stage.lora)
+    if Mode(stage.lm.mode) not in LORA_MODES:
+        # LoRA settings on a non-LoRA stage would do nothing: flag any change from the defaults.
+        changed = {k: v for k, v in lora.items() if v != LORA_DEFAULTS[k]}
+        if changed:
+            return [
+                f"{where}.lora sets {changed} but {where}.lm.mode={Mode(stage.lm.mode).value}; "
+                f"LoRA settings only apply to lm.mode=lora or qlora"
+            ]
+        return []
+    problems = []
+    if lora["r"] < 1:
+        problems.append(f"{where}.lora.r must be >= 1, got {lora['r']}")
+    if lora["alpha"] <= 0:
+        problems.append(f"{where}.lora.alpha must be > 0, got {lora['alpha']}")
+    if not 0 <= lora["dropout"] < 1:
+        problems.append(f"{where}.lora.dropout must be in [0, 1), got {lora['dropout']}")
+    return problems
+
+
+def _optimizer_problems(where: str, stage: DictConfig) -> list[str]:
+    problems = []
+    if stage.max_steps < 1:
+        problems.append(f"{where}.max_steps must be >= 1, got {stage.max_steps}")
+    if stage.batch_size < 1:
+        problems.append(f"{where}.batch_size must be >= 1, got {stage.batch_size}")
+    if not 0 <= stage.warmup_ratio < 1:
+        problems.append(f"{where}.warmup_ratio must be in [0, 1), got {stage.warmup_ratio}")
+    if stage.weight_decay < 0:
+        problems.append(f"{where}.weight_decay must be >= 0, got {stage.weight_decay}")
+    if len(stage.betas) != 2 or not all(0 <= b < 1 for b in stage.betas):
+        problems.append(f"{where}.betas must be two numbers in [0, 1), got {list(stage.betas)}")
+    if stage.eps <= 0:
+        problems.append(f"{where}.eps must be > 0, got {stage.eps}")
+    return problems
 
 
 def _stage_problems(key: str, stage: DictConfig, cfg: DictConfig) -> list[str]:
@@ -26,34 +99,62 @@ def _stage_problems(key: str, stage: DictConfig, cfg: DictConfig) -> list[str]:
         problems.append(
             f"{where}.split={stage.split!r} is not a split of data.files {sorted(cfg.data.files)}"
         )
-    if stage.max_steps < 1:
-        problems.append(f"{where}.max_steps must be >= 1, got {stage.max_steps}")
-    if stage.batch_size < 1:
-        problems.append(f"{where}.batch_size must be >= 1, got {stage.batch_size}")
-    trains_something = False
-    for component, allowed in ALLOWED_MODES.items():
-        spec = stage[component]
-        mode = Mode(spec.mode)
-        if mode not in allowed:
-            problems.append(
-                f"{where}.{component}.mode={mode.value!r} is not allowed; choose one of "
-                f"{sorted(m.value for m in allowed)}"
-            )
-            continue
-        if mode is not Mode.frozen:
-            trains_something = True
-            if spec.lr <= 0:
-                problems.append(
-                    f"{where}.{component}.lr must be > 0 when mode={mode.value}, got {spec.lr}"
-                )
-        if mode is Mode.partial and spec.trainable_blocks < 1:
-            problems.append(f"{where}.{component}.trainable_blocks must be >= 1 for mode=partial")
-        if mode is not Mode.partial and spec.trainable_blocks != 0:
-            problems.append(
-                f"{where}.{component}.trainable_blocks={spec.trainable_blocks} only applies to mode=partial"
-            )
-    if not trains_something:
+    problems += _optimizer_problems(where, stage)
+    for component in ALLOWED_MODES:
+        problems += _component_problems(where, component, stage[component])
+    if all(Mode(stage[c].mode) is Mode.frozen for c in ALLOWED_MODES):
         problems.append(f"{where}: every component is frozen; the stage would train nothing")
+    problems += _lora_problems(where, stage)
+    return problems
+
+
+def _hardware_problems(where: str, cfg: DictConfig) -> list[str]:
+    missing = []
+    if not torch.cuda.is_available():
+        missing.append("no CUDA device is visible")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        missing.append("bitsandbytes is not installed (pip install bitsandbytes)")
+    if cfg.trainer.accelerator == "cpu":
+        missing.append("trainer.accelerator=cpu")
+    if not missing:
+        return []
+    return [
+        f"{where} needs a CUDA GPU and bitsandbytes, but {'; '.join(missing)}; use lm.mode=lora "
+        f"or run with trainer=gpu on a CUDA machine"
+    ]
+
+
+def _lm_sequence_problems(cfg: DictConfig) -> list[str]:
+    """LM modes across stages. QLoRA keeps the LM in 4 bits for the whole run, so no stage may
+    train it fully; LoRA adapters are created once and stay, so later stages keep them (no
+    full training on top) and all LoRA stages share one setting."""
+    stages = cfg.strategy.stages
+    keys = list(stages)
+    modes = {k: Mode(stages[k].lm.mode) for k in keys}
+    lora_keys = [k for k in keys if modes[k] in LORA_MODES]
+    qlora_keys = [k for k in keys if modes[k] is Mode.qlora]
+    problems = []
+    if qlora_keys:
+        where = ", ".join(f"strategy.stages.{k}.lm.mode=qlora" for k in qlora_keys)
+        problems += _hardware_problems(where, cfg)
+    for k in keys:
+        if modes[k] is not Mode.full or not lora_keys:
+            continue
+        if qlora_keys:
+            reason = f"the LM is loaded in 4 bits for strategy.stages.{qlora_keys[0]}"
+        elif keys.index(k) > keys.index(lora_keys[0]):
+            reason = f"the adapters of strategy.stages.{lora_keys[0]} would train with it"
+        else:
+            continue
+        problems.append(
+            f"strategy.stages.{k}.lm.mode=full is not possible: {reason}; use lora or frozen"
+        )
+    for earlier, later in zip(lora_keys, lora_keys[1:], strict=False):
+        if stages[earlier].lora != stages[later].lora:
+            problems.append(
+                f"strategy.stages.{later}.lora differs from strategy.stages.{earlier}.lora; the "
+                f"adapters are created once, so LoRA settings must agree across stages"
+            )
     return problems
 
 
@@ -68,6 +169,8 @@ def check_config(cfg: DictConfig) -> None:
         problems.append("strategy.stages is empty; define at least one of align, finetune")
     for key, stage in cfg.strategy.stages.items():
         problems += _stage_problems(key, stage, cfg)
+    problems += _lm_sequence_problems(cfg)
+    problems += eval_problems(cfg)
     if cfg.data.generator is None and not cfg.data.root:
         problems.append(
             f"data.root must be set when data.generator is null (conf/data/{cfg.data.name}.yaml)"
@@ -79,7 +182,13 @@ def check_config(cfg: DictConfig) -> None:
     for group in ("vision", "lm"):
         if cfg[group].checkpoint is None and cfg[group].twin is None:
             problems.append(
-                f"{group}.checkpoint and {group}.twin are both null (conf/{group}/{cfg[group].name}.yaml)"
+                f"{group}.checkpoint and {group}.twin are both null "
+                f"(conf/{group}/{cfg[group].name}.yaml)"
             )
+    if cfg.lm.lora_target_modules is not None and not cfg.lm.lora_target_modules:
+        problems.append(
+            f"lm.lora_target_modules is an empty list; name the Linear layers to adapt or use "
+            f"null for all of them (conf/lm/{cfg.lm.name}.yaml)"
+        )
     if problems:
         raise ConfigError(problems)

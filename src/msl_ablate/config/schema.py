@@ -21,13 +21,17 @@ from msl_ablate.training.strategy import Mode
 @dataclass
 class VisionConfig:
     _target_: str = MISSING
+    _recursive_: bool = True  # false for fused options: their builder builds `encoders` itself
     name: str = MISSING
     checkpoint: str | None = None  # hub id or local folder; null: the tiny twin is the model
     model_class: str = MISSING
     image_size: int = 224
-    feature_layer: int = -2
-    drop_cls: bool = False
+    feature_layer: int = -2  # hidden-state index as in transformers: -2 = second-to-last block
+    drop_cls: bool = False  # drop the prefix tokens (CLS and any registers)
+    num_prefix_tokens: int | None = None  # CLS + registers; null: the backend's count (hf: CLS)
     resize: ResizeStrategy = ResizeStrategy.resize
+    model_name: str | None = None  # open_clip architecture (e.g. ViT-B-16); checkpoint is its tag
+    encoders: dict[str, Any] | None = None  # fused options: key -> sub-encoder spec
     twin: Any = None  # `_target_` of a twin builder and its arguments (see models/zoo.py)
 
 
@@ -35,7 +39,8 @@ class VisionConfig:
 class LMConfig:
     _target_: str = MISSING
     name: str = MISSING
-    checkpoint: str | None = None
+    checkpoint: str | None = None  # hub id or local folder; null: the tiny twin is the model
+    model_class: str = MISSING  # dotted transformers class, also used by the twin
     family: str = MISSING
     params_b: float = MISSING
     tuning: Tuning = Tuning.base
@@ -57,12 +62,19 @@ class ProjectorConfig:
 @dataclass
 class ComponentStageConfig:
     mode: Mode = Mode.frozen
-    lr: float = 0.0
-    trainable_blocks: int = 0  # only for mode=partial
+    lr: float = 0.0  # must be > 0 unless mode=frozen
+    trainable_blocks: int = 0  # vision mode=partial only: how many of the last blocks train
 
 
 @dataclass
 class LoraConfig:
+    """PEFT LoRA settings of a stage (Mipha/LLaVA: r=64, alpha=16, dropout 0.05).
+
+    Used only when the stage's ``lm.mode`` is ``lora`` or ``qlora``; on any other stage these
+    must stay at their defaults, so a LoRA setting that would silently do nothing is an error
+    (``config/checks.py``).
+    """
+
     r: int = 64
     alpha: int = 16
     dropout: float = 0.05
@@ -70,6 +82,9 @@ class LoraConfig:
 
 @dataclass
 class StageConfig:
+    """One training stage. Defaults are AdamW's; the reference recipe's values are spelled out
+    in ``conf/strategy/align_then_finetune.yaml``, which every strategy preset builds on."""
+
     name: str = MISSING  # align | finetune (equal to its key under strategy.stages)
     split: str = MISSING  # a key of data.files
     max_steps: int = MISSING
@@ -89,7 +104,7 @@ class StageConfig:
 @dataclass
 class StrategyConfig:
     name: str = MISSING
-    stages: dict[str, StageConfig] = field(default_factory=dict)
+    stages: dict[str, StageConfig] = field(default_factory=dict)  # run in this order
 
 
 @dataclass
@@ -127,11 +142,38 @@ class TrackingConfig:
 
 
 @dataclass
+class BenchmarkConfig:
+    """One benchmark of ``eval.suite``; paths are relative to the suite root (or absolute)."""
+
+    scorer: str | None = None  # a key of SCORERS; null: no local metric (MM-Vet, export only)
+    questions: str = MISSING  # LLaVA question file, JSON lines {question_id, image, text}
+    image_dir: str = MISSING
+    annotations: str | None = None  # the official annotation file or folder the scorer reads
+    prompt_suffix: str = ""  # appended on its own line, e.g. LLaVA's answer-format instruction
+    max_new_tokens: int = 8
+    options: dict[str, Any] = field(default_factory=dict)  # scorer options, e.g. {split: test}
+    export: str | None = None  # also write answers for an external grader (mmvet)
+
+
+@dataclass
+class SuiteConfig:
+    """The benchmark files (``conf/benchmarks/``): generated, or on disk under ``root``."""
+
+    name: str = "none"
+    generator: Any = None  # `_target_` + arguments of a suite generator, or null for files
+    root: str | None = None  # suite folder when there is no generator
+    benchmarks: dict[str, BenchmarkConfig] = field(default_factory=dict)
+
+
+@dataclass
 class EvalConfig:
     split: str = "eval"
     batch_size: int = 64
     max_new_tokens: int = 8
     max_samples: int | None = None
+    benchmarks: list[str] = field(default_factory=list)  # keys of eval.suite.benchmarks to run
+    max_length: int | None = None  # longest benchmark prompt; null: the LM's context length
+    suite: SuiteConfig = field(default_factory=SuiteConfig)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from msl_ablate.evaluation.headline import HEADLINE_METRICS
 from msl_ablate.utils.files import atomic_path
 
 STORE_FILE = "runs.csv"
@@ -26,7 +27,16 @@ ID_COLUMNS = [
     "data",
 ]
 INFO_COLUMNS = ["lm_family", "lm_tuning", "image_size", "git_sha", "start_time"]
-METRIC_MARKER = "/eval/"  # evaluation metrics go to the store; step metrics stay in MLflow
+# `<stage>/train/*` and `<stage>/val/*` are step curves and stay in MLflow; every other
+# `<stage>/<split or benchmark>/<metric>` (held-out `eval`, benchmark metrics) is a result.
+STEP_SPLITS = frozenset({"train", "val"})
+EVAL_HEADLINE = {"exact_match": "exact_match", "majority_baseline": "majority"}
+
+
+def is_result_metric(name: str) -> bool:
+    """Whether a metric goes to the store: ``finetune/pope/f1`` yes, ``align/train/loss`` no."""
+    parts = name.split("/")
+    return len(parts) >= 3 and parts[1] not in STEP_SPLITS
 
 
 def row_from_run(run: Any) -> dict[str, Any]:
@@ -44,7 +54,7 @@ def row_from_run(run: Any) -> dict[str, Any]:
         "git_sha": tags.get("git_sha"),
         "start_time": pd.Timestamp(run.info.start_time, unit="ms", tz="UTC").isoformat(),
     }
-    row.update({k: v for k, v in sorted(metrics.items()) if METRIC_MARKER in k})
+    row.update({k: v for k, v in sorted(metrics.items()) if is_result_metric(k)})
     return row
 
 
@@ -103,12 +113,29 @@ def rebuild(tracking_uri: str, experiment: str, store_path: str | Path) -> pd.Da
     return load(store_path)
 
 
+def headline_columns(df: pd.DataFrame) -> dict[str, str]:
+    """Headline metric columns -> short labels: exact match, majority, then the paper's table."""
+    labels: dict[str, tuple[str, str]] = {}  # column -> (stage, label)
+    for column in df.columns:
+        parts = str(column).split("/")
+        if len(parts) != 3:
+            continue
+        stage, group, metric = parts
+        if group == "eval" and metric in EVAL_HEADLINE:
+            labels[column] = (stage, EVAL_HEADLINE[metric])
+        elif group in HEADLINE_METRICS and metric == HEADLINE_METRICS[group][0]:
+            labels[column] = (stage, HEADLINE_METRICS[group][1])
+    order = [*EVAL_HEADLINE.values(), *(label for _, label in HEADLINE_METRICS.values())]
+    ordered = sorted(labels, key=lambda c: (labels[c][0], order.index(labels[c][1])))
+    several = len({stage for stage, _ in labels.values()}) > 1  # then say which stage
+    return {c: ":".join(labels[c]) if several else labels[c][1] for c in ordered}
+
+
 def summary(df: pd.DataFrame) -> str:
     """The store as a readable text table: design columns and the headline metrics."""
     if df.empty:
         return "(the results store is empty)"
-    headline = [
-        c for c in df.columns if c.endswith("/exact_match") or c.endswith("/majority_baseline")
-    ]
-    cols = ["run_key", "study", "seed", "vision", "lm", "projector", "strategy"] + headline
-    return df[cols].to_string(index=False, float_format=lambda x: f"{x:.1f}")
+    headline = headline_columns(df)
+    cols = ["run_key", "study", "seed", "vision", "lm", "projector", "strategy", *headline]
+    table = df[cols].rename(columns=headline)
+    return table.to_string(index=False, float_format=lambda x: f"{x:.1f}")

@@ -39,3 +39,27 @@ def setup_console_logging() -> None:
     """INFO logs to stderr for commands that do not run under Hydra (which sets up its own)."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format=_FORMAT, datefmt="%H:%M:%S")
+
+
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
+def route_library_logs(names: tuple[str, ...] = ("lightning.pytorch", "lightning.fabric")) -> None:
+    """Send Lightning's logs through the root handlers (Hydra's console and file) only once.
+
+    Lightning attaches its own console handler at import; under Hydra every line then
+    appears twice. Its advertising tips are dropped.
+    """
+    if not logging.getLogger().handlers:
+        return
+    for name in names:
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+        if not any(isinstance(f, _DropTips) for f in logger.filters):
+            logger.addFilter(_DropTips())
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _DropTips) for f in handler.filters):
+            handler.addFilter(_DropTips())

@@ -1,0 +1,195 @@
+"""Evaluate a model on one benchmark: LLaVA question file -> greedy answers -> official score.
+
+The question file is JSON lines ``{"question_id", "image", "text"}`` as LLaVA's eval scripts
+read it (``image`` is optional: text-only questions). The prompt is ``<image>\\n`` + ``text`` +
+``\\n`` + the spec's ``prompt_suffix``. Answers are written as LLaVA answer files
+(``{"question_id", "prompt", "text"}`` per line) and scored by the benchmark's scorer from
+``SCORERS``; a question without an answer is counted by the scorer (``n_missing``), never
+dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from msl_ablate.data.dataset import LlavaDataset
+from msl_ablate.evaluation.generate import generate_answers
+from msl_ablate.evaluation.scoring.benchmarks import score
+from msl_ablate.evaluation.scoring.files import (
+    as_question_id,
+    iter_jsonl,
+    require,
+    write_json,
+    write_jsonl,
+)
+from msl_ablate.models.lm import IMAGE_TOKEN
+from msl_ablate.models.vlm import VisionLanguageModel
+from msl_ablate.utils.errors import DataError
+from msl_ablate.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+ANSWERS_FILE = "answers.jsonl"
+METRICS_FILE = "metrics.json"
+# External graders' answer formats: name -> file written next to the answer file.
+EXPORTS = {"mmvet": "mmvet_answers.json"}  # MM-Vet's grader reads {question_id: answer}
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """Where a benchmark's files are and how to prompt and score it.
+
+    Attributes:
+        name: The benchmark's name (metric prefix, answer folder).
+        scorer: Key of ``SCORERS``, or None for a benchmark without a local metric.
+        questions: LLaVA question file (JSON lines).
+        image_dir: Folder that the questions' ``image`` paths are relative to.
+        annotations: Official annotations for the scorer (file or folder).
+        prompt_suffix: Instruction appended on its own line, e.g. "Answer the question using
+            a single word or phrase."
+        max_new_tokens: Longest answer.
+        options: Scorer keyword options (``split`` for ``pope`` and ``sqa_img``).
+        export: Also write the answers in an external grader's format (a key of ``EXPORTS``).
+    """
+
+    name: str
+    scorer: str | None
+    questions: Path
+    image_dir: Path
+    annotations: Path | None = None
+    prompt_suffix: str = ""
+    max_new_tokens: int = 8
+    options: dict[str, Any] = field(default_factory=dict)
+    export: str | None = None
+
+
+def read_questions(path: Path, image_dir: Path) -> list[dict[str, Any]]:
+    """Read a LLaVA question file strictly, checking that every image exists.
+
+    Args:
+        path: JSON lines with ``question_id`` and ``text`` (and usually ``image``).
+        image_dir: Folder of the images.
+
+    Returns:
+        The question lines, in file order.
+
+    Raises:
+        FileNotFoundError: No such question file.
+        DataError: A malformed line, a repeated id or a missing image (file, line and id named).
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"question file not found: {path}")
+    questions, seen = [], {}
+    try:
+        for lineno, obj in iter_jsonl(path):
+            where = f"{path}:{lineno}"
+            qid = as_question_id(require(obj, "question_id", where), where)
+            text = require(obj, "text", f"{where}: question_id {qid!r}")
+            if not isinstance(text, str):
+                raise DataError(f"{where}: question_id {qid!r}: 'text' must be a string")
+            if qid in seen:
+                raise DataError(f"{where}: duplicate question_id {qid!r} (line {seen[qid]})")
+            image = obj.get("image")
+            if image is not None and not (image_dir / image).is_file():
+                raise DataError(
+                    f"{where}: question_id {qid!r}: image not found: {image_dir / image}"
+                )
+            seen[qid] = lineno
+            questions.append(obj)
+    except ValueError as err:  # the scoring package's readers raise ValueError
+        raise DataError(str(err)) from None
+    return questions
+
+
+def prompt_text(question: dict[str, Any], suffix: str) -> str:
+    """The user turn: the image placeholder, the question text and the instruction."""
+    text = question["text"] + (f"\n{suffix}" if suffix else "")
+    return f"{IMAGE_TOKEN}\n{text}" if question.get("image") is not None else text
+
+
+def evaluate_benchmark(
+    vlm: VisionLanguageModel,
+    spec: BenchmarkSpec,
+    out_dir: Path,
+    prefix: str,
+    batch_size: int,
+    max_length: int,
+) -> dict[str, float]:
+    """Answer every question greedily, write the answer file and score it.
+
+    Args:
+        vlm: The model.
+        spec: The benchmark.
+        out_dir: Folder for ``answers.jsonl``, ``metrics.json`` and any export.
+        prefix: Metric name prefix, ``<stage>/<benchmark>``.
+        batch_size: Prompts per batch.
+        max_length: Longest prompt in tokens (image tokens included).
+
+    Returns:
+        ``{f"{prefix}/{metric}": value}`` (empty for a benchmark without a scorer).
+
+    Raises:
+        FileNotFoundError, DataError: Missing or malformed benchmark files.
+    """
+    start = time.perf_counter()
+    questions = read_questions(spec.questions, spec.image_dir)
+    records = [
+        {
+            "id": str(q["question_id"]),
+            "image": q.get("image"),
+            "conversations": [{"from": "human", "value": prompt_text(q, spec.prompt_suffix)}],
+        }
+        for q in questions
+    ]
+    dataset = LlavaDataset(
+        records,
+        spec.image_dir,
+        vlm.lm.tokenizer,
+        vlm.vision.image_transform,
+        vlm.num_image_tokens,
+        max_length,
+        for_generation=True,
+    )
+    answers = generate_answers(vlm, dataset, batch_size, spec.max_new_tokens)
+    lines = [
+        {
+            "question_id": q["question_id"],
+            "prompt": r["conversations"][0]["value"],
+            "text": answers[r["id"]],
+        }
+        for q, r in zip(questions, records, strict=True)
+        if r["id"] in answers
+    ]
+    if len(lines) < len(questions):  # the scorer counts them as wrong (n_missing)
+        log.warning(
+            "Benchmark %s: %d of %d questions got no answer",
+            spec.name,
+            len(questions) - len(lines),
+            len(questions),
+        )
+    answers_path = write_jsonl(out_dir / ANSWERS_FILE, lines)
+    if spec.export is not None:
+        write_json(
+            out_dir / EXPORTS[spec.export],
+            {str(x["question_id"]): x["text"] for x in lines},
+            indent=2,
+        )
+    metrics: dict[str, float] = {}
+    if spec.scorer is not None:
+        try:
+            raw = score(spec.scorer, spec.annotations, answers_path, **spec.options)
+        except ValueError as err:
+            raise DataError(f"benchmark {spec.name!r}: {err}") from err
+        metrics = {f"{prefix}/{k}": float(v) for k, v in sorted(raw.items())}
+        write_json(out_dir / METRICS_FILE, raw, indent=2)
+    log.info(
+        "Benchmark %s: %d questions in %.1f s -> %s",
+        spec.name,
+        len(questions),
+        time.perf_counter() - start,
+        out_dir,
+    )
+    return metrics

@@ -1,0 +1,148 @@
+"""Generic benchmark evaluation: question files, prompts, answer files, metric names.
+
+Generation is replaced by an oracle (or a wrong answer), so these tests need no model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from msl_ablate.config.compose import compose
+from msl_ablate.evaluation import benchmark as benchmark_module
+from msl_ablate.evaluation.benchmark import BenchmarkSpec, evaluate_benchmark, read_questions
+from msl_ablate.evaluation.oracle import oracle_answers
+from msl_ablate.evaluation.suite import annotations_path, generate_suite, question_file
+from msl_ablate.evaluation.suite_eval import benchmark_specs, evaluate_suite
+from msl_ablate.utils.errors import DataError
+
+SUITE_ARGS = {"seed": 0, "image_size": 32, "n_questions": 8}
+FAKE_VLM = SimpleNamespace(
+    lm=SimpleNamespace(
+        tokenizer=None, model=SimpleNamespace(config=SimpleNamespace(max_position_embeddings=256))
+    ),
+    vision=SimpleNamespace(image_transform=None),
+    num_image_tokens=4,
+)
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_suite(tmp_path_factory.mktemp("suite") / "s", **SUITE_ARGS)
+
+
+def _spec(suite: Path, name: str, scorer: str | None, **kw) -> BenchmarkSpec:
+    return BenchmarkSpec(
+        name=name,
+        scorer=scorer,
+        questions=suite / question_file(name),
+        image_dir=suite / name / "images",
+        annotations=suite / annotations_path(name),
+        **kw,
+    )
+
+
+def _fake_generation(monkeypatch, answer_of) -> list:
+    """Replace generation; ``answer_of(record)`` gives the text, or None to leave it out."""
+    calls = []
+
+    def generate(vlm, dataset, batch_size, max_new_tokens):
+        calls.append((dataset, batch_size, max_new_tokens))
+        out = {r["id"]: answer_of(r) for r in dataset.records}
+        return {k: v for k, v in out.items() if v is not None}
+
+    monkeypatch.setattr(benchmark_module, "generate_answers", generate)
+    return calls
+
+
+def test_oracle_generation_scores_the_maximum_and_writes_llava_files(suite, tmp_path, monkeypatch):
+    spec = _spec(suite, "pope", "pope", prompt_suffix="Answer in one word.", max_new_tokens=3)
+    truth = oracle_answers("pope", spec.annotations)
+    calls = _fake_generation(monkeypatch, lambda r: truth[r["id"]].capitalize() + ".")
+
+    metrics = evaluate_benchmark(FAKE_VLM, spec, tmp_path, "finetune/pope", 16, 200)
+
+    assert metrics["finetune/pope/f1"] == pytest.approx(100.0)
+    assert metrics["finetune/pope/adversarial/accuracy"] == pytest.approx(100.0)
+    assert metrics["finetune/pope/n_missing"] == 0
+    dataset, batch_size, max_new_tokens = calls[0]
+    assert (batch_size, max_new_tokens, dataset.max_length, dataset.for_generation) == (
+        16,
+        3,
+        200,
+        True,
+    )
+    prompt = dataset.records[0]["conversations"][0]["value"]
+    assert prompt.startswith("<image>\nIs there a ") and prompt.endswith("?\nAnswer in one word.")
+    lines = [json.loads(x) for x in (tmp_path / "answers.jsonl").read_text().splitlines()]
+    assert [x["question_id"] for x in lines] == list(truth)
+    assert json.loads((tmp_path / "metrics.json").read_text())["f1"] == pytest.approx(100.0)
+
+
+def test_missing_answers_are_counted_not_dropped(suite, tmp_path, monkeypatch):
+    spec = _spec(suite, "mmbench", "mmbench")
+    truth = oracle_answers("mmbench", spec.annotations)
+    first = next(iter(truth))
+    _fake_generation(monkeypatch, lambda r: None if r["id"] == first else truth[r["id"]])
+
+    metrics = evaluate_benchmark(FAKE_VLM, spec, tmp_path, "finetune/mmbench", 8, 256)
+
+    assert metrics["finetune/mmbench/n_missing"] == 1
+    assert metrics["finetune/mmbench/circular_accuracy"] < 100.0  # that question's group fails
+
+
+def test_text_only_questions_have_no_image_placeholder(suite, tmp_path, monkeypatch):
+    spec = _spec(suite, "sqa_img", "sqa_img", options={"split": "test"})
+    calls = _fake_generation(monkeypatch, lambda r: "A")
+    evaluate_benchmark(FAKE_VLM, spec, tmp_path, "finetune/sqa_img", 8, 256)
+    records = calls[0][0].records
+    text_only = [r for r in records if r["image"] is None]
+    assert text_only and all("<image>" not in r["conversations"][0]["value"] for r in text_only)
+    assert all("\nA. " in r["conversations"][0]["value"] for r in records)
+
+
+def test_mmvet_exports_the_graders_format_and_has_no_metric(suite, tmp_path, monkeypatch):
+    spec = _spec(suite, "mmvet", None, export="mmvet")
+    _fake_generation(monkeypatch, lambda r: "A red circle.")
+    assert evaluate_benchmark(FAKE_VLM, spec, tmp_path, "finetune/mmvet", 8, 256) == {}
+    exported = json.loads((tmp_path / "mmvet_answers.json").read_text())
+    assert exported["v1_0"] == "A red circle." and len(exported) == SUITE_ARGS["n_questions"]
+
+
+def test_bad_question_files_name_file_line_and_id(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"")
+    path = tmp_path / "q.jsonl"
+    path.write_text(
+        '{"question_id": 1, "image": "a.png", "text": "?"}\n{"question_id": "1", "text": "?"}\n'
+    )
+    with pytest.raises(DataError, match=r"q\.jsonl:2: duplicate question_id '1' \(line 1\)"):
+        read_questions(path, tmp_path)
+    path.write_text('{"question_id": 7, "image": "b.png", "text": "?"}\n')
+    with pytest.raises(DataError, match=r"q\.jsonl:1: question_id '7': image not found: .*b\.png"):
+        read_questions(path, tmp_path)
+    with pytest.raises(FileNotFoundError, match="nosuch.jsonl"):
+        read_questions(tmp_path / "nosuch.jsonl", tmp_path)
+
+
+def test_evaluate_suite_names_metrics_stage_benchmark_metric(tmp_path, monkeypatch):
+    cfg = compose(
+        [f"eval.suite.generator.{k}={v}" for k, v in SUITE_ARGS.items()]
+        + [
+            f"paths.root={tmp_path}",
+            f"paths.cache_dir={tmp_path}/cache",
+            "eval.benchmarks=[gqa,mme]",
+        ]
+    )
+    _fake_generation(monkeypatch, lambda r: "yes")
+
+    metrics = evaluate_suite(cfg, FAKE_VLM, tmp_path / "run", "finetune")
+
+    assert {k.split("/")[1] for k in metrics} == {"gqa", "mme"}
+    assert "finetune/gqa/accuracy" in metrics and "finetune/mme/perception" in metrics
+    assert metrics["finetune/mme/existence/acc"] == pytest.approx(50.0)  # one yes, one no
+    assert (tmp_path / "run" / "eval" / "mme" / "answers.jsonl").is_file()
+    specs = benchmark_specs(cfg, tmp_path)
+    assert specs["sqa_img"].options == {"split": "test"} and specs["mmvet"].export == "mmvet"
