@@ -74,6 +74,12 @@ def train_stage(
     )
     last = ckpt_dir / "last.ckpt"
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
+    # Lightning returns normally after a graceful interrupt: never mark such a stage finished.
+    if trainer.global_step < stage.max_steps:
+        raise RuntimeError(
+            f"stage {stage.name} stopped at step {trainer.global_step} of {stage.max_steps}; "
+            f"re-run the same command to resume from {last}"
+        )
     return save_trainable(vlm, final)
 
 
@@ -162,10 +168,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 tracker.set_tag(f"checkpoint.{name}", str(previous))
         last_stage = list(cfg.strategy.stages)[-1]
         metrics = evaluate(cfg, vlm, data_root, run_dir, prefix=f"{last_stage}/eval")
+        log.info("Held-out %s split, exact match %%:\n%s", cfg.eval.split, _report(metrics))
         metrics |= evaluate_suite(cfg, vlm, run_dir, last_stage)
-    except BaseException:
+    except BaseException as err:
         if tracker is not None:
-            tracker.finish("FAILED")
+            tracker.finish("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
         raise
     result: dict[str, Any] = {
         "run_key": key,

@@ -150,8 +150,11 @@ def resolve_checkpoint(spec: DictConfig | dict, offline_twins: bool, zoo_dir: st
     dest = twin_dir(zoo_dir, spec["name"], twin)
     if not dest.exists():
         log.info("Building tiny twin %s in %s", spec["name"], dest)
-    return str(
-        _build_atomically(
-            dest, lambda out: instantiate(twin, out_dir=out, zoo_dir=zoo_dir, _convert_="all")
-        )
-    )
+
+    def build(out: Path) -> None:
+        # Twin builders seed their own init; the caller's RNG stream must not depend on
+        # whether a twin was already cached (or runs would differ between first and later).
+        with torch.random.fork_rng(devices=[]):
+            instantiate(twin, out_dir=out, zoo_dir=zoo_dir, _convert_="all")
+
+    return str(_build_atomically(dest, build))

@@ -46,7 +46,9 @@ class _DropTips(logging.Filter):
         return "Tip:" not in record.getMessage()
 
 
-def route_library_logs(names: tuple[str, ...] = ("lightning.pytorch", "lightning.fabric")) -> None:
+def route_library_logs(
+    names: tuple[str, ...] = ("lightning", "lightning.pytorch", "lightning.fabric"),
+) -> None:
     """Send Lightning's logs through the root handlers (Hydra's console and file) only once.
 
     Lightning attaches its own console handler at import; under Hydra every line then

@@ -1,0 +1,38 @@
+"""A run that crashes keeps what it wrote; the re-run resumes instead of retraining."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from msl_ablate import experiment
+from msl_ablate.train import run_train
+from msl_ablate.training.lit_module import VLMLitModule
+
+
+def test_crash_after_training_is_failed_and_rerun_skips_finished_stages(make_cfg, monkeypatch):
+    cfg = make_cfg("study=resume")
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("evaluation crashed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(experiment, "evaluate", crash)
+        with pytest.raises(RuntimeError, match="evaluation crashed"):
+            run_train(cfg)
+    client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
+    exp = client.get_experiment_by_name(cfg.tracking.experiment)
+    (failed,) = client.search_runs([exp.experiment_id])
+    assert failed.info.status == "FAILED"
+    key = failed.data.tags["run_key"]
+    run_dir = experiment.Path(cfg.paths.output_dir) / "runs" / key
+    assert (run_dir / "align" / "trainable.safetensors").is_file()
+    assert (run_dir / "finetune" / "trainable.safetensors").is_file()
+
+    def no_training(self, batch, batch_idx):
+        raise AssertionError("a finished stage was trained again")
+
+    monkeypatch.setattr(VLMLitModule, "training_step", no_training)
+    result = run_train(make_cfg("study=resume"))
+    assert result["run_key"] == key
+    assert client.get_run(result["mlflow_run_id"]).info.status == "FINISHED"
