@@ -78,15 +78,21 @@ class VisionEncoder(nn.Module, ABC):
     def grid_size(self) -> tuple[int, int]:
         """Rows and columns of the patch-token grid at the configured resolution."""
 
-    @property
-    @abstractmethod
-    def num_tokens(self) -> int:
-        """Number ``N`` of image tokens per image (patches plus any kept prefix tokens)."""
+    # Set by adapters in __init__; the defaults describe an encoder without prefix tokens.
+    drop_cls: bool = True
+    num_prefix_tokens: int = 0
+    _transform: Callable[[Image.Image], torch.Tensor]
 
     @property
-    @abstractmethod
+    def num_tokens(self) -> int:
+        """Number ``N`` of image tokens per image (patches plus any kept prefix tokens)."""
+        rows, cols = self.grid_size
+        return rows * cols + (0 if self.drop_cls else self.num_prefix_tokens)
+
+    @property
     def image_transform(self) -> Callable[[Image.Image], torch.Tensor]:
         """Turn a PIL image into a ``(C, H, W)`` float tensor (``C = 3``; fused: 3 per encoder)."""
+        return self._transform
 
     @property
     @abstractmethod

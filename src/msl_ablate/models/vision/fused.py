@@ -91,10 +91,6 @@ class FusedVisionEncoder(VisionEncoder):
         return next(iter(self.encoders.values())).num_tokens
 
     @property
-    def image_transform(self) -> FusedTransform:
-        return self._transform
-
-    @property
     def blocks(self) -> nn.ModuleList:
         """Every encoder's used blocks, interleaved so the list ends with each encoder's last.
 

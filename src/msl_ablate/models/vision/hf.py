@@ -100,15 +100,6 @@ class HFVisionEncoder(VisionEncoder):
         return self._grid
 
     @property
-    def num_tokens(self) -> int:
-        kept_prefix = 0 if self.drop_cls else self.num_prefix_tokens
-        return self._grid[0] * self._grid[1] + kept_prefix
-
-    @property
-    def image_transform(self) -> ImageTransform:
-        return self._transform
-
-    @property
     def blocks(self) -> nn.ModuleList:
         layers = self.model.get_submodule(self._blocks_path)
         return nn.ModuleList(list(layers)[: self._num_used_blocks])

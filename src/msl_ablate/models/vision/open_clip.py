@@ -87,15 +87,6 @@ class OpenCLIPVisionEncoder(VisionEncoder):
         return tuple(self.visual.grid_size)
 
     @property
-    def num_tokens(self) -> int:
-        rows, cols = self.grid_size
-        return rows * cols + (0 if self.drop_cls else self.num_prefix_tokens)
-
-    @property
-    def image_transform(self) -> ImageTransform:
-        return self._transform
-
-    @property
     def blocks(self) -> nn.ModuleList:
         return nn.ModuleList(list(self.visual.transformer.resblocks)[: self._num_used_blocks])
 

@@ -87,15 +87,6 @@ class TimmVisionEncoder(VisionEncoder):
         return self._grid
 
     @property
-    def num_tokens(self) -> int:
-        kept_prefix = 0 if self.drop_cls else self.num_prefix_tokens
-        return self._grid[0] * self._grid[1] + kept_prefix
-
-    @property
-    def image_transform(self) -> ImageTransform:
-        return self._transform
-
-    @property
     def blocks(self) -> nn.ModuleList:
         return nn.ModuleList(list(self.model.blocks)[: self._num_used_blocks])
 
