@@ -163,10 +163,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         for name, stage in cfg.strategy.stages.items():
             if previous is not None:
                 load_trainable(vlm, previous)  # the checkpoint path is passed on explicitly
+            if tracker is not None:
+                tracker.set_tag("stage", name)  # where a failed run stopped
             previous = train_stage(cfg, vlm, stage, data_root, run_dir / name, tracker)
             if tracker is not None:
                 tracker.set_tag(f"checkpoint.{name}", str(previous))
         last_stage = list(cfg.strategy.stages)[-1]
+        if tracker is not None:
+            tracker.set_tag("stage", "eval")
         metrics = evaluate(cfg, vlm, data_root, run_dir, prefix=f"{last_stage}/eval")
         log.info("Held-out %s split, exact match %%:\n%s", cfg.eval.split, _report(metrics))
         metrics |= evaluate_suite(cfg, vlm, run_dir, last_stage)
@@ -184,6 +188,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         tracker.log_metrics(metrics)
         # Answer files (exact match and every benchmark) and benchmark metrics.
         tracker.client.log_artifacts(tracker.run_id, str(run_dir / EVAL_DIR), EVAL_DIR)
+        tracker.set_tag("stage", "done")
         tracker.finish("FINISHED")
         run = tracker.client.get_run(tracker.run_id)
         result["row"] = store.row_from_run(run)

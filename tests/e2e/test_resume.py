@@ -24,6 +24,7 @@ def test_crash_after_training_is_failed_and_rerun_skips_finished_stages(make_cfg
     exp = client.get_experiment_by_name(cfg.tracking.experiment)
     (failed,) = client.search_runs([exp.experiment_id])
     assert failed.info.status == "FAILED"
+    assert failed.data.tags["stage"] == "eval"  # where it stopped
     key = failed.data.tags["run_key"]
     run_dir = experiment.Path(cfg.paths.output_dir) / "runs" / key
     assert (run_dir / "align" / "trainable.safetensors").is_file()

@@ -85,6 +85,22 @@ def ask_word(scene: Scene, rng: random.Random) -> QA | None:
     return QA("word", "What word is written in the image?", scene.word)
 
 
+CHOICE_SUFFIX = "Answer with the option's letter from the given choices directly."
+LETTERS = "ABCD"
+
+
+def ask_choice(scene: Scene, rng: random.Random) -> QA | None:
+    # LLaVA-1.5's multiple-choice format (ScienceQA, MMBench): options, then the letter.
+    base = ask_colour(scene, rng) if rng.random() < 0.5 else ask_shape(scene, rng)
+    if base is None:
+        return None
+    pool = list(COLOURS) if base.question_type == "colour" else list(SHAPES)
+    options = rng.sample(pool, len(pool))
+    lines = [f"{LETTERS[i]}. {option}" for i, option in enumerate(options)]
+    question = "\n".join([base.question, *lines, CHOICE_SUFFIX])
+    return QA("choice", question, LETTERS[options.index(base.answer)])
+
+
 QUESTION_WRITERS: dict[str, Callable[[Scene, random.Random], QA | None]] = {
     "colour": ask_colour,
     "shape": ask_shape,
@@ -92,6 +108,7 @@ QUESTION_WRITERS: dict[str, Callable[[Scene, random.Random], QA | None]] = {
     "exists": ask_exists,
     "position": ask_position,
     "word": ask_word,
+    "choice": ask_choice,
 }
 
 

@@ -25,7 +25,7 @@ from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-TOKENIZER_PARAMS = {"vocab_size": 512, "corpus_seed": 0, "corpus_scenes": 3000, "version": 1}
+TOKENIZER_PARAMS = {"vocab_size": 512, "corpus_seed": 0, "corpus_scenes": 3000, "version": 2}
 SPECIAL_TOKENS = [
     "<|endoftext|>",
     "<|user|>",
@@ -120,7 +120,8 @@ def save_hf_lm_twin(
 
 def twin_dir(zoo_dir: str | Path, name: str, twin: dict[str, Any]) -> Path:
     """Where the twin of option ``name`` lives; the hash makes a changed spec a new twin."""
-    return Path(zoo_dir) / f"{name}-{stable_hash(twin, 8)}"
+    # The zoo tokenizer's parameters are part of the key: LM twins embed that tokenizer.
+    return Path(zoo_dir) / f"{name}-{stable_hash({'twin': twin, 'tokenizer': TOKENIZER_PARAMS}, 8)}"
 
 
 def resolve_checkpoint(spec: DictConfig | dict, offline_twins: bool, zoo_dir: str | Path) -> str:

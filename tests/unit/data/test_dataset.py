@@ -79,3 +79,25 @@ def test_caption_and_majority_baseline():
     evals += [{"question_type": "exists", "answer": a} for a in ["yes", "no"]]
     scores = majority_baseline(train, evals)
     assert scores == {"count": 75.0, "exists": 50.0, "overall": pytest.approx(100 * 4 / 6)}
+
+
+def test_choice_question_lists_options_and_answers_with_the_right_letter():
+    import random
+
+    from msl_ablate.data.synthetic import CHOICE_SUFFIX, ask_choice
+
+    scene = Scene(objects=(SceneObject("circle", "red", 0), SceneObject("square", "blue", 3)))
+    rng = random.Random(1)
+    for _ in range(20):
+        qa = ask_choice(scene, rng)
+        lines = qa.question.split("\n")
+        assert lines[-1] == CHOICE_SUFFIX
+        options = dict(line.split(". ", 1) for line in lines[1:-1])
+        truths = {
+            "What colour is the circle?": "red",
+            "What colour is the square?": "blue",
+            "What shape is the red object?": "circle",
+            "What shape is the blue object?": "square",
+        }
+        assert options[qa.answer] == truths[lines[0]], qa
+        assert len(options) in (3, 4) and len(set(options.values())) == len(options)
