@@ -10,7 +10,6 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
 from msl_ablate.data.datamodule import VLMDataModule, resolve_data_root
@@ -22,7 +21,7 @@ from msl_ablate.evaluation.suite_eval import EVAL_DIR, evaluate_suite
 from msl_ablate.models.assemble import build_vlm
 from msl_ablate.models.vlm import VisionLanguageModel
 from msl_ablate.results import store
-from msl_ablate.tracking.mlflow_run import MlflowRun
+from msl_ablate.tracking.mlflow_run import MlflowRun, StageMLFlowLogger
 from msl_ablate.tracking.run_key import run_key, stage_keys
 from msl_ablate.training.lit_module import VLMLitModule
 from msl_ablate.training.strategy import apply_stage, load_trainable, save_trainable
@@ -57,7 +56,7 @@ def train_stage(
     )  # fmt: skip
     module = VLMLitModule(vlm, groups, stage)
     logger = (
-        MLFlowLogger(tracking_uri=tracker.tracking_uri, run_id=tracker.run_id, log_model=False)
+        StageMLFlowLogger(tracking_uri=tracker.tracking_uri, run_id=tracker.run_id, log_model=False)
         if tracker is not None
         else False
     )

@@ -13,7 +13,12 @@ from msl_ablate.training.lit_module import VLMLitModule
 def test_crash_after_training_is_failed_and_rerun_skips_finished_stages(make_cfg, monkeypatch):
     cfg = make_cfg("study=resume")
 
+    statuses = []
+
     def crash(*args, **kwargs):
+        client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
+        exp = client.get_experiment_by_name(cfg.tracking.experiment)
+        statuses.extend(r.info.status for r in client.search_runs([exp.experiment_id]))
         raise RuntimeError("evaluation crashed")
 
     with monkeypatch.context() as patch:
@@ -23,6 +28,9 @@ def test_crash_after_training_is_failed_and_rerun_skips_finished_stages(make_cfg
     client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
     exp = client.get_experiment_by_name(cfg.tracking.experiment)
     (failed,) = client.search_runs([exp.experiment_id])
+    # Both stages' fits are over but the run stays open until the experiment closes it, so a
+    # process killed at this point never leaves a run that looks FINISHED.
+    assert statuses == ["RUNNING"]
     assert failed.info.status == "FAILED"
     assert failed.data.tags["stage"] == "eval"  # where it stopped
     key = failed.data.tags["run_key"]

@@ -6,6 +6,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from msl_ablate.utils.logging import get_logger
@@ -115,3 +117,15 @@ class MlflowRun:
         """Close the run as ``FINISHED``, ``FAILED`` or ``KILLED``."""
         if self.run_id is not None:
             self.client.set_terminated(self.run_id, status)
+
+
+class StageMLFlowLogger(MLFlowLogger):
+    """Lightning's MLflow logger for one stage, writing into the experiment's open run.
+
+    Lightning's logger closes the run when ``fit`` ends; the run spans every stage and the
+    evaluation, so a run killed in stage 2 must not look FINISHED. ``MlflowRun.finish`` closes it.
+    """
+
+    @rank_zero_only
+    def finalize(self, status: str = "success") -> None:
+        return None
