@@ -47,3 +47,13 @@ def test_forward_loss_only_from_labels(vlm):
     assert out.logits.shape == (1, n + 3, len(vlm.lm.tokenizer))
     expected = torch.nn.functional.cross_entropy(out.logits[0, -2:-1], torch.tensor([9]))
     assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_text_only_batch_needs_no_images(vlm):
+    input_ids = torch.tensor([[7, 8, 9]])
+    out = vlm(input_ids, torch.ones_like(input_ids), labels=input_ids)
+    assert torch.isfinite(out.loss)
+    with pytest.raises(
+        RuntimeError, match="1 placeholder tokens in input_ids but 0 image features"
+    ):
+        vlm(torch.tensor([[7, vlm.image_token_id]]), torch.ones(1, 2, dtype=torch.long))
