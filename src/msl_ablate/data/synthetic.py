@@ -86,6 +86,7 @@ def ask_word(scene: Scene, rng: random.Random) -> QA | None:
 
 
 CHOICE_SUFFIX = "Answer with the option's letter from the given choices directly."
+SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."
 LETTERS = "ABCD"
 
 
@@ -146,6 +147,7 @@ def generate_dataset(
     n_eval: int = 300,
     question_types: tuple[str, ...] | list[str] = ("colour", "shape", "count", "exists"),
     max_objects: int = 4,
+    short_answer_prompt_prob: float = 0.0,
 ) -> Path:
     """Write the synthetic dataset under ``root`` unless an identical one is there.
 
@@ -158,6 +160,9 @@ def generate_dataset(
         n_eval: Held-out evaluation records.
         question_types: Names from ``QUESTION_WRITERS``.
         max_objects: Largest number of shapes per scene.
+        short_answer_prompt_prob: Probability that an open instruction question ends with
+            LLaVA-1.5's short-answer prompt (``SHORT_ANSWER_PROMPT``), as its instruction mix
+            does, so that benchmark prompts carrying it are in-distribution.
 
     Returns:
         The root folder.
@@ -173,7 +178,8 @@ def generate_dataset(
     params = {
         "seed": seed, "image_size": image_size, "n_captions": n_captions,
         "n_instruct": n_instruct, "n_eval": n_eval, "question_types": list(question_types),
-        "max_objects": max_objects, "version": GENERATOR_VERSION,
+        "max_objects": max_objects, "short_answer_prompt_prob": short_answer_prompt_prob,
+        "version": GENERATOR_VERSION,
     }  # fmt: skip
     root = Path(root)
     manifest = root / MANIFEST
@@ -197,7 +203,13 @@ def generate_dataset(
                 else:
                     # Types cycle, so each gets an equal share of the questions.
                     scene, qa = _scene_and_question(rng, types[i % len(types)], max_objects)
-                    record["conversations"] = _conversation(qa.question, qa.answer)
+                    question = qa.question
+                    # Only drawn when enabled, so the default data stay byte-identical.
+                    open_question = split == "instruct" and qa.question_type != "choice"
+                    p = short_answer_prompt_prob
+                    if open_question and p > 0 and rng.random() < p:
+                        question += f"\n{SHORT_ANSWER_PROMPT}"
+                    record["conversations"] = _conversation(question, qa.answer)
                     record["question_type"] = qa.question_type
                     record["answer"] = qa.answer
                 render_scene(scene, image_size).save(root / image)

@@ -101,3 +101,22 @@ def test_choice_question_lists_options_and_answers_with_the_right_letter():
         }
         assert options[qa.answer] == truths[lines[0]], qa
         assert len(options) in (3, 4) and len(set(options.values())) == len(options)
+
+
+def test_short_answer_prompt_only_on_open_instructions(tmp_path):
+    from msl_ablate.data.synthetic import SHORT_ANSWER_PROMPT
+
+    kwargs = {
+        "n_captions": 2,
+        "n_instruct": 40,
+        "n_eval": 10,
+        "question_types": ["colour", "choice"],
+    }
+    plain = generate_dataset(tmp_path / "plain", **kwargs)
+    mixed = generate_dataset(tmp_path / "mixed", short_answer_prompt_prob=1.0, **kwargs)
+    records = json.loads((mixed / "instruct.json").read_text())
+    for r in records:
+        question = r["conversations"][0]["value"]
+        assert question.endswith(SHORT_ANSWER_PROMPT) == (r["question_type"] == "colour")
+    assert SHORT_ANSWER_PROMPT not in (mixed / "eval.json").read_text()
+    assert SHORT_ANSWER_PROMPT not in (plain / "instruct.json").read_text()
