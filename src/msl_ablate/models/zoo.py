@@ -8,9 +8,6 @@ path as the real checkpoint. The switch is explicit; nothing falls back silently
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from msl_ablate.models.chat_templates import TINY_CHAT_TEMPLATE
 from msl_ablate.models.lm import IMAGE_TOKEN
-from msl_ablate.utils.files import stable_hash
+from msl_ablate.utils.files import build_dir_atomically, stable_hash
 from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -35,23 +32,6 @@ SPECIAL_TOKENS = [
     "<pad>",
     IMAGE_TOKEN,
 ]
-
-
-def _build_atomically(dest: Path, build) -> Path:
-    """Build a folder in a temporary sibling and rename it, so a killed build leaves nothing."""
-    if dest.exists():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        build(tmp)
-        os.replace(tmp, dest)
-    except OSError:
-        if not dest.exists():  # a concurrent build may have won the rename
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest
 
 
 def ensure_tokenizer(zoo_dir: str | Path) -> Path:
@@ -87,7 +67,9 @@ def ensure_tokenizer(zoo_dir: str | Path) -> Path:
         fast.chat_template = TINY_CHAT_TEMPLATE
         fast.save_pretrained(out)
 
-    return _build_atomically(Path(zoo_dir) / f"tokenizer-{stable_hash(TOKENIZER_PARAMS, 8)}", build)
+    return build_dir_atomically(
+        Path(zoo_dir) / f"tokenizer-{stable_hash(TOKENIZER_PARAMS, 8)}", build
+    )
 
 
 def save_hf_lm_twin(
@@ -158,4 +140,4 @@ def resolve_checkpoint(spec: DictConfig | dict, offline_twins: bool, zoo_dir: st
         with torch.random.fork_rng(devices=[]):
             instantiate(twin, out_dir=out, zoo_dir=zoo_dir, _convert_="all")
 
-    return str(_build_atomically(dest, build))
+    return str(build_dir_atomically(dest, build))

@@ -10,8 +10,9 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +39,53 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically (flushed to disk before the rename).
+
+    Returns:
+        The destination path.
+    """
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return Path(path)
+
+
+def build_dir_atomically(
+    dest: str | os.PathLike,
+    build: Callable[[Path], None],
+    is_complete: Callable[[Path], bool] = Path.exists,
+) -> Path:
+    """Build a folder in a temporary sibling and rename it into place.
+
+    A killed build leaves no half-written folder, and a stale folder (one that is not
+    complete for the caller, e.g. built with other arguments) is replaced.
+
+    Args:
+        dest: The final folder.
+        build: Writes the folder's content into the temporary path it is given.
+        is_complete: Whether a folder at ``dest`` is already what the caller wants.
+
+    Returns:
+        ``dest``.
+    """
+    dest = Path(dest)
+    if is_complete(dest):
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        build(tmp)
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    except OSError:
+        if not is_complete(dest):  # a concurrent build may have won the rename
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:

@@ -7,11 +7,13 @@ the line number, so a user can go straight to the offending record.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from msl_ablate.utils.files import write_text_atomic
+
+__all__ = ["write_text_atomic"]  # re-exported: the scorers' writers use the shared one
 
 
 def read_text(path: Path | str) -> str:
@@ -158,29 +160,3 @@ def write_jsonl(path: Path | str, records: Iterable[Mapping[str, Any]]) -> Path:
     """
     lines = [json.dumps(dict(rec), ensure_ascii=False) + "\n" for rec in records]
     return write_text_atomic(path, "".join(lines))
-
-
-def write_text_atomic(path: Path | str, text: str) -> Path:
-    """Write text so readers never see a half-written file.
-
-    Args:
-        path: Destination; parent directories are created.
-        text: Content to write (UTF-8).
-
-    Returns:
-        The destination path.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same directory as the target so os.replace is a rename on one filesystem.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path

@@ -15,10 +15,7 @@ and independent of the other benchmarks' sizes.
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,7 +38,7 @@ from msl_ablate.evaluation.suite.open_ended import (
 )
 from msl_ablate.evaluation.suite.scenes import Item
 from msl_ablate.evaluation.suite.yes_no import build_mme, build_pope
-from msl_ablate.utils.files import stable_hash
+from msl_ablate.utils.files import build_dir_atomically, stable_hash
 from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -138,28 +135,18 @@ def generate_suite(
     if _matches(root, params):
         return root
     log.info("Generating the benchmark suite in %s (%s)", root, params)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    # Build beside the destination and rename, so a killed run never leaves half a suite.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+
+    def build(tmp: Path) -> None:
         counts = {}
-        for name, (build, _, _) in BENCHMARKS.items():
-            items = build(random.Random(f"msl-ablate-suite/{seed}/{name}"), n_questions)
+        for name, (make, _, _) in BENCHMARKS.items():
+            items = make(random.Random(f"msl-ablate-suite/{seed}/{name}"), n_questions)
             counts[name] = _write_benchmark(tmp / name, name, items, image_size)
-        write_json(
-            tmp / MANIFEST,
-            {"params": params, "hash": stable_hash(params), "counts": counts},
-            indent=2,
-        )
-        if root.exists():
-            shutil.rmtree(root)  # a suite written with other arguments
-        os.replace(tmp, root)
-    except OSError:
-        if not _matches(root, params):  # a concurrent run may have won the rename
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+        manifest = {"params": params, "hash": stable_hash(params), "counts": counts}
+        write_json(tmp / MANIFEST, manifest, indent=2)
+
+    # Built beside the destination and renamed: a killed run never leaves half a suite, and a
+    # suite written with other arguments is replaced.
+    return build_dir_atomically(root, build, lambda path: _matches(path, params))
 
 
 def _matches(root: Path, params: dict[str, Any]) -> bool:
