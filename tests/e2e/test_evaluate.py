@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from msl_ablate.cli import main
 from msl_ablate.results import store
-from msl_ablate.train import run_train
+from msl_ablate.commands.train import run_train
 
 
 @pytest.fixture

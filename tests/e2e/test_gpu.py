@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from msl_ablate.train import run_train
+from msl_ablate.commands.train import run_train
 
 pytestmark = pytest.mark.gpu
 

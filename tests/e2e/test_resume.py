@@ -6,7 +6,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from msl_ablate import experiment
-from msl_ablate.train import run_train
+from msl_ablate.commands.train import run_train
 from msl_ablate.training.lit_module import VLMLitModule
 
 

@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from msl_ablate.evaluation.headline import HEADLINE_METRICS
 from msl_ablate.results import store
-from msl_ablate.train import run_train
+from msl_ablate.commands.train import run_train
 
 
 @pytest.fixture
@@ -40,6 +40,7 @@ def test_run_is_tracked_and_stored(finished):
         assert 0.0 <= metrics[key] <= 100.0
     assert "align/train/loss" in metrics and "finetune/train/loss" in metrics
     for benchmark, (metric, _) in HEADLINE_METRICS.items():  # the suite, after exact match
+        benchmark = "eval" if benchmark == "exact_match" else benchmark  # the held-out split
         assert f"finetune/{benchmark}/{metric}" in metrics, benchmark
         assert metrics[f"finetune/{benchmark}/n_missing"] == 0
     history = client.get_metric_history(run.info.run_id, "finetune/train/loss")
@@ -49,7 +50,7 @@ def test_run_is_tracked_and_stored(finished):
     run_dir = Path(cfg.paths.output_dir) / "runs" / result["run_key"]
     assert (run_dir / "align" / "trainable.safetensors").is_file()
     assert (run_dir / "finetune" / "trainable.safetensors").is_file()
-    assert len((run_dir / "eval" / "answers.jsonl").read_text().splitlines()) == 8
+    assert len((run_dir / "eval" / "eval" / "answers.jsonl").read_text().splitlines()) == 8
     assert (run_dir / "config.yaml").is_file()  # what `msl-ablate evaluate` rebuilds from
 
     df = store.load(Path(cfg.paths.results_dir) / store.STORE_FILE)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from msl_ablate.cli import main as cli_main
-from msl_ablate.describe import main
+from msl_ablate.commands.describe import main
 
 BASE = ["vision=tiny_siglip", "offline_twins=true", "data.max_length=100"]
 

@@ -1,23 +1,23 @@
 """Checks that span config groups, all collected into one ``ConfigError`` before anything is built.
 
-What needs the built model (the encoder's depth for ``partial``, whether LoRA targets exist)
-is checked when ``training.strategy.apply_stage`` runs, with the same kind of message.
+Imports no torch, so a bad config fails in the time it takes to compose it. Layers above add
+their own problems (``check_config(cfg, more)``: the evaluation's, for instance); what needs
+the built model (the encoder's depth for ``partial``, whether LoRA targets exist) is checked
+when ``training.strategy.apply_stage`` runs, with the same kind of message.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterable
 from dataclasses import asdict
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from msl_ablate.config.schema import LoraConfig
-from msl_ablate.evaluation.suite_eval import eval_problems
-from msl_ablate.training.strategy import LORA_MODES, Mode
+from msl_ablate.config.enums import LORA_MODES, STAGE_NAMES, Mode
+from msl_ablate.config.schema import LoraConfig, components
 from msl_ablate.utils.errors import ConfigError
 
-STAGE_NAMES = ("align", "finetune")
 ALLOWED_MODES = {
     "vision": {Mode.frozen, Mode.full, Mode.partial},
     "projector": {Mode.frozen, Mode.full},
@@ -79,12 +79,13 @@ def _optimizer_problems(where: str, stage: DictConfig) -> list[str]:
         problems.append(f"{where}.batch_size must be >= 1, got {stage.batch_size}")
     if not 0 <= stage.warmup_ratio < 1:
         problems.append(f"{where}.warmup_ratio must be in [0, 1), got {stage.warmup_ratio}")
-    if stage.weight_decay < 0:
-        problems.append(f"{where}.weight_decay must be >= 0, got {stage.weight_decay}")
-    if len(stage.betas) != 2 or not all(0 <= b < 1 for b in stage.betas):
-        problems.append(f"{where}.betas must be two numbers in [0, 1), got {list(stage.betas)}")
-    if stage.eps <= 0:
-        problems.append(f"{where}.eps must be > 0, got {stage.eps}")
+    opt, at = stage.optimizer, f"{where}.optimizer"
+    if opt.weight_decay < 0:
+        problems.append(f"{at}.weight_decay must be >= 0, got {opt.weight_decay}")
+    if len(opt.betas) != 2 or not all(0 <= b < 1 for b in opt.betas):
+        problems.append(f"{at}.betas must be two numbers in [0, 1), got {list(opt.betas)}")
+    if opt.eps <= 0:
+        problems.append(f"{at}.eps must be > 0, got {opt.eps}")
     return problems
 
 
@@ -109,6 +110,8 @@ def _stage_problems(key: str, stage: DictConfig, cfg: DictConfig) -> list[str]:
 
 
 def _hardware_problems(where: str, cfg: DictConfig) -> list[str]:
+    import torch  # only when a stage asks for QLoRA: composing a config needs no torch
+
     missing = []
     if not torch.cuda.is_available():
         missing.append("no CUDA device is visible")
@@ -158,8 +161,13 @@ def _lm_sequence_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
-def check_config(cfg: DictConfig) -> None:
+def check_config(cfg: DictConfig, more: Iterable[str] = ()) -> None:
     """Raise one ``ConfigError`` listing every cross-group problem of a composed config.
+
+    Args:
+        cfg: The composed root config.
+        more: Problems found by the layers above (e.g. ``evaluation.checks.eval_problems``),
+            reported in the same error.
 
     Raises:
         ConfigError: If any check fails.
@@ -170,25 +178,30 @@ def check_config(cfg: DictConfig) -> None:
     for key, stage in cfg.strategy.stages.items():
         problems += _stage_problems(key, stage, cfg)
     problems += _lm_sequence_problems(cfg)
-    problems += eval_problems(cfg)
     if cfg.data.generator is None and not cfg.data.root:
         problems.append(
             f"data.root must be set when data.generator is null (conf/data/{cfg.data.name}.yaml)"
         )
-    if cfg.eval.split not in cfg.data.files:
+    if cfg.eval.split is not None and cfg.eval.split not in cfg.data.files:
         problems.append(
             f"eval.split={cfg.eval.split!r} is not a split of data.files {sorted(cfg.data.files)}"
         )
+    if cfg.data.max_length is not None and cfg.data.max_length < 1:
+        problems.append(f"data.max_length must be >= 1 or null, got {cfg.data.max_length}")
+    if cfg.data.max_text_length < 1:
+        problems.append(f"data.max_text_length must be >= 1, got {cfg.data.max_text_length}")
     for group in ("vision", "lm"):
-        if cfg[group].checkpoint is None and cfg[group].twin is None:
-            problems.append(
-                f"{group}.checkpoint and {group}.twin are both null "
-                f"(conf/{group}/{cfg[group].name}.yaml)"
-            )
+        for where, spec in components(cfg[group], group):
+            if spec.checkpoint is None and spec.get("twin") is None:
+                problems.append(
+                    f"{where}.checkpoint and {where}.twin are both null "
+                    f"(conf/{group}/{cfg[group].name}.yaml)"
+                )
     if cfg.lm.lora_target_modules is not None and not cfg.lm.lora_target_modules:
         problems.append(
             f"lm.lora_target_modules is an empty list; name the Linear layers to adapt or use "
             f"null for all of them (conf/lm/{cfg.lm.name}.yaml)"
         )
+    problems += list(more)
     if problems:
         raise ConfigError(problems)

@@ -99,3 +99,9 @@ def compose(overrides: list[str] | None = None, config_name: str = "train") -> D
                 where = key.rsplit(".", 1)[0] if "." in key else "the root config"
                 message = f"unknown key '{key}'. Valid keys in {where}: {', '.join(valid)}"
         raise ConfigError(message) from err
+
+
+def absolutize_paths(cfg: DictConfig) -> None:
+    """Make ``paths.*`` absolute (``~`` expanded) so that every derived path is too."""
+    for key in ("root", "cache_dir"):
+        cfg.paths[key] = str(Path(cfg.paths[key]).expanduser().resolve())

@@ -7,32 +7,71 @@ config is composed, before anything is built or downloaded.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, ListConfig
 
-from msl_ablate.models.lm import ChatTemplate, Tuning
-from msl_ablate.models.vision.transforms import ResizeStrategy
-from msl_ablate.training.strategy import Mode
+from msl_ablate.config.enums import ChatTemplate, Mode, QuestionFormat, ResizeStrategy, Tuning
 
 
 @dataclass
 class VisionConfig:
-    _target_: str = MISSING
-    _recursive_: bool = True  # false for fused options: their builder builds `encoders` itself
+    """What every vision option has, whatever its backend (``models/vision/base.py``)."""
+
+    _target_: str = MISSING  # the backend's builder
     name: str = MISSING
-    checkpoint: str | None = None  # hub id or local folder; null: the tiny twin is the model
-    model_class: str = MISSING
+    checkpoint: str | None = None  # hub id, tag or local folder; null: the tiny twin is the model
     image_size: int = 224
     feature_layer: int = -2  # hidden-state index as in transformers: -2 = second-to-last block
     drop_cls: bool = False  # drop the prefix tokens (CLS and any registers)
-    num_prefix_tokens: int | None = None  # CLS + registers; null: the backend's count (hf: CLS)
     resize: ResizeStrategy = ResizeStrategy.resize
-    model_name: str | None = None  # open_clip architecture (e.g. ViT-B-16); checkpoint is its tag
-    encoders: dict[str, Any] | None = None  # fused options: key -> sub-encoder spec
     twin: Any = None  # `_target_` of a twin builder and its arguments (see models/zoo.py)
+
+
+@dataclass
+class TransformersVisionConfig(VisionConfig):
+    """A transformers vision tower (``models/vision/hf.py``)."""
+
+    model_class: str = MISSING  # dotted transformers class, also used by the twin
+    num_prefix_tokens: int | None = None  # CLS + registers; null: 1 if drop_cls else 0
+
+
+@dataclass
+class TimmVisionConfig(VisionConfig):
+    """A timm ViT (``models/vision/timm.py``); ``checkpoint`` is the timm name with its tag."""
+
+    model_class: str = MISSING  # the class timm must build (checked)
+    num_prefix_tokens: int | None = None  # checked against timm's count; null: timm's
+
+
+@dataclass
+class OpenClipVisionConfig(VisionConfig):
+    """An open_clip image tower (``models/vision/open_clip.py``); ``checkpoint`` is its tag."""
+
+    model_name: str = MISSING  # open_clip architecture, e.g. ViT-B-16
+    model_class: str = MISSING  # the class of model.visual (checked)
+
+
+@dataclass
+class FusedVisionConfig:
+    """Several encoders on one image, features concatenated per patch (``models/vision/fused.py``).
+
+    ``encoders`` lists full vision options (each with its own ``_target_``, ``checkpoint`` and
+    ``twin``); ``image_size`` and ``resize`` are shared, ``feature_layer`` and ``drop_cls`` are
+    defaults that an encoder may set for itself.
+    """
+
+    _target_: str = MISSING
+    _recursive_: bool = False  # the fused builder builds its encoders itself
+    name: str = MISSING
+    image_size: int = 224
+    feature_layer: int = -2
+    drop_cls: bool = True
+    resize: ResizeStrategy = ResizeStrategy.resize
+    encoders: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -81,6 +120,25 @@ class LoraConfig:
 
 
 @dataclass
+class OptimizerConfig:
+    """A partial torch optimizer; the stage's parameter groups (one lr per component) fill it in."""
+
+    _target_: str = "torch.optim.AdamW"
+    _partial_: bool = True
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+
+@dataclass
+class SchedulerConfig:
+    """A partial LR schedule, called with ``(optimizer, num_warmup_steps, num_training_steps)``."""
+
+    _target_: str = "transformers.get_cosine_schedule_with_warmup"
+    _partial_: bool = True
+
+
+@dataclass
 class StageConfig:
     """One training stage. Defaults are AdamW's; the reference recipe's values are spelled out
     in ``conf/strategy/align_then_finetune.yaml``, which every strategy preset builds on."""
@@ -89,10 +147,9 @@ class StageConfig:
     split: str = MISSING  # a key of data.files
     max_steps: int = MISSING
     batch_size: int = 32
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
+    warmup_ratio: float = 0.03  # num_warmup_steps = int(warmup_ratio * max_steps)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     vision: ComponentStageConfig = field(default_factory=ComponentStageConfig)
     projector: ComponentStageConfig = field(
         default_factory=lambda: ComponentStageConfig(Mode.full, 1e-3)
@@ -116,7 +173,9 @@ class DataConfig:
     root: str | None = None  # dataset folder when there is no generator
     files: dict[str, str] = field(default_factory=dict)  # split -> JSON file, relative to root
     image_dir: str = "."
-    max_length: int = 256
+    # Longest training sequence; null: the image tokens of one image + max_text_length.
+    max_length: int | None = None
+    max_text_length: int = 512  # text tokens per sample when max_length is null
     num_workers: int = 0
 
 
@@ -125,6 +184,8 @@ class TrainerConfig:
     _target_: str = "lightning.Trainer"
     accelerator: str = "auto"
     devices: Any = 1
+    num_nodes: int = 1
+    strategy: Any = "auto"  # Lightning's: auto, ddp, fsdp, ...
     precision: str = "32-true"
     log_every_n_steps: int = 10
     gradient_clip_val: float | None = 1.0
@@ -146,7 +207,8 @@ class BenchmarkConfig:
     """One benchmark of ``eval.suite``; paths are relative to the suite root (or absolute)."""
 
     scorer: str | None = None  # a key of SCORERS; null: no local metric (MM-Vet, export only)
-    questions: str = MISSING  # LLaVA question file, JSON lines {question_id, image, text}
+    questions: str = MISSING  # the question file, laid out as `format` says
+    format: QuestionFormat = QuestionFormat.questions
     image_dir: str = MISSING
     annotations: str | None = None  # the official annotation file or folder the scorer reads
     prompt_suffix: str = ""  # appended on its own line, e.g. LLaVA's answer-format instruction
@@ -167,7 +229,7 @@ class SuiteConfig:
 
 @dataclass
 class EvalConfig:
-    split: str = "eval"
+    split: str | None = "eval"  # held-out split of data.files scored by exact match; null: none
     batch_size: int = 64
     max_new_tokens: int = 8
     max_samples: int | None = None
@@ -190,10 +252,11 @@ class PathsConfig:
 class TrainConfig:
     study: str = "adhoc"
     seed: int = 0
+    optimized_metric: str | None = None  # the metric `train` returns to a Hydra sweeper
     offline_twins: bool = False  # load every checkpoint's tiny twin instead (offline proof)
     num_threads: int | None = None  # torch CPU threads; null: torch's default
     paths: PathsConfig = field(default_factory=PathsConfig)
-    vision: VisionConfig = MISSING
+    vision: Any = MISSING  # typed by the option's schema: one per backend
     lm: LMConfig = MISSING
     projector: ProjectorConfig = MISSING
     strategy: StrategyConfig = MISSING
@@ -204,19 +267,46 @@ class TrainConfig:
 
 
 GROUP_SCHEMAS = {
-    "vision": VisionConfig,
-    "lm": LMConfig,
-    "projector": ProjectorConfig,
-    "strategy": StrategyConfig,
-    "data": DataConfig,
-    "trainer": TrainerConfig,
-    "tracking": TrackingConfig,
+    ("vision", "schema_transformers"): TransformersVisionConfig,
+    ("vision", "schema_timm"): TimmVisionConfig,
+    ("vision", "schema_open_clip"): OpenClipVisionConfig,
+    ("vision", "schema_fused"): FusedVisionConfig,
+    ("lm", "schema"): LMConfig,
+    ("projector", "schema"): ProjectorConfig,
+    ("strategy", "schema"): StrategyConfig,
+    ("data", "schema"): DataConfig,
+    ("trainer", "schema"): TrainerConfig,
+    ("tracking", "schema"): TrackingConfig,
 }
 
 
 def register_schemas() -> None:
-    """Store the root schema and one ``schema`` option per group in Hydra's ConfigStore."""
+    """Store the root schema and each group's schema options in Hydra's ConfigStore."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
-    for group, node in GROUP_SCHEMAS.items():
-        cs.store(group=group, name="schema", node=node)
+    for (group, name), node in GROUP_SCHEMAS.items():
+        cs.store(group=group, name=name, node=node)
+
+
+def components(node: Any, where: str) -> Iterator[tuple[str, Any]]:
+    """Every component spec under ``node`` (a node with a ``checkpoint``), with its config key.
+
+    A vision or LM option is one component; a fused vision option lists several under
+    ``encoders``. Works on composed configs and on plain containers alike.
+
+    Args:
+        node: ``cfg.vision``, ``cfg.lm`` or their ``to_container`` form.
+        where: The node's config key, e.g. ``vision``.
+
+    Yields:
+        ``(key, spec)``, e.g. ``("vision.encoders[1]", {...})``; the spec itself, not a copy.
+    """
+    if isinstance(node, dict | DictConfig):
+        if "checkpoint" in node:
+            yield where, node
+            return
+        for key, value in node.items():
+            yield from components(value, f"{where}.{key}")
+    elif isinstance(node, list | ListConfig):
+        for i, value in enumerate(node):
+            yield from components(value, f"{where}[{i}]")

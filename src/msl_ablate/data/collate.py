@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from msl_ablate.data.conversation import IGNORE_INDEX
+from msl_ablate.data.tokens import IGNORE_INDEX
 
 
 @dataclass

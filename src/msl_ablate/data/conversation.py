@@ -16,9 +16,8 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
-from msl_ablate.models.lm import IMAGE_TOKEN
+from msl_ablate.data.tokens import IGNORE_INDEX, IMAGE_TOKEN
 
-IGNORE_INDEX = -100
 ROLES = {
     "human": "user",
     "user": "user",

@@ -54,6 +54,7 @@ class VLMDataModule(L.LightningDataModule):
         tokenizer: The LM tokenizer.
         image_transform: The encoder's image transform.
         num_image_tokens: Image tokens per image.
+        max_length: Longest sequence (``models.assemble.max_sequence_length``).
         batch_size: Samples per step.
         seed: Shuffling seed.
     """
@@ -66,6 +67,7 @@ class VLMDataModule(L.LightningDataModule):
         tokenizer: PreTrainedTokenizerBase,
         image_transform: Callable,
         num_image_tokens: int,
+        max_length: int,
         batch_size: int,
         seed: int = 0,
     ):
@@ -76,11 +78,12 @@ class VLMDataModule(L.LightningDataModule):
         self.tokenizer = tokenizer
         self.image_transform = image_transform
         self.num_image_tokens = num_image_tokens
+        self.max_length = max_length
         self.batch_size = batch_size
         self.seed = seed
         self.train_set: LlavaDataset | None = None
 
-    def make_dataset(self, split: str, for_generation: bool = False) -> LlavaDataset:
+    def make_dataset(self, split: str) -> LlavaDataset:
         records = load_records(
             split_path(self.data_cfg, self.root, split), self.root / self.data_cfg.image_dir
         )
@@ -90,8 +93,7 @@ class VLMDataModule(L.LightningDataModule):
             self.tokenizer,
             self.image_transform,
             self.num_image_tokens,
-            self.data_cfg.max_length,
-            for_generation=for_generation,
+            self.max_length,
         )
 
     def setup(self, stage: str | None = None) -> None:

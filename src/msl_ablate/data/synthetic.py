@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import json
 import random
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
+from msl_ablate.data.tokens import IMAGE_TOKEN
 from msl_ablate.data.world import CELLS, COLOURS, SHAPES, Scene, render_scene, sample_scene
 from msl_ablate.utils.files import stable_hash, write_json_atomic
 from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-IMAGE_TOKEN = "<image>"
 SPLIT_FILES = {"captions": "captions.json", "instruct": "instruct.json", "eval": "eval.json"}
 MANIFEST = "manifest.json"
 # Bump when the generator's output changes for the same arguments: cached datasets are rebuilt.
@@ -220,29 +219,6 @@ def generate_dataset(
     # The manifest goes last: its presence means the folder is complete.
     write_json_atomic(manifest, {"params": params, "hash": stable_hash(params)})
     return root
-
-
-def majority_baseline(train_records: list[dict], eval_records: list[dict]) -> dict[str, float]:
-    """Accuracy of answering each question type with its most frequent training answer.
-
-    Args:
-        train_records: Records with ``question_type`` and ``answer``.
-        eval_records: Held-out records with the same keys.
-
-    Returns:
-        ``{"overall": acc, <type>: acc, ...}`` in percent.
-    """
-    by_type: dict[str, Counter] = {}
-    for r in train_records:
-        by_type.setdefault(r["question_type"], Counter())[r["answer"]] += 1
-    hits: dict[str, list[bool]] = {}
-    for r in eval_records:
-        guess = by_type.get(r["question_type"], Counter()).most_common(1)
-        hits.setdefault(r["question_type"], []).append(bool(guess) and guess[0][0] == r["answer"])
-    scores = {t: 100.0 * sum(h) / len(h) for t, h in sorted(hits.items())}
-    all_hits = [x for h in hits.values() for x in h]
-    scores["overall"] = 100.0 * sum(all_hits) / max(1, len(all_hits))
-    return scores
 
 
 def corpus(seed: int = 0, n_scenes: int = 3000) -> list[str]:

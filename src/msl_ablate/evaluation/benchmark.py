@@ -1,11 +1,17 @@
-"""Evaluate a model on one benchmark: LLaVA question file -> greedy answers -> official score.
+"""Evaluate a model on one benchmark: question file -> greedy answers -> official score.
 
-The question file is JSON lines ``{"question_id", "image", "text"}`` as LLaVA's eval scripts
-read it (``image`` is optional: text-only questions). The prompt is ``<image>\\n`` + ``text`` +
-``\\n`` + the spec's ``prompt_suffix``. Answers are written as LLaVA answer files
-(``{"question_id", "prompt", "text"}`` per line) and scored by the benchmark's scorer from
-``SCORERS``; a question without an answer is counted by the scorer (``n_missing``), never
-dropped.
+Every benchmark goes through ``evaluate_benchmark``, the held-out split of the training data
+included. The question file is one of two LLaVA layouts (``BenchmarkSpec.format``):
+
+* ``questions``: JSON lines ``{"question_id", "image", "text"}`` as LLaVA's eval scripts read
+  them (``image`` is optional: text-only questions). The prompt is ``<image>\\n`` + ``text`` +
+  ``\\n`` + the spec's ``prompt_suffix``.
+* ``conversations``: a training-style JSON list of records; the prompt is the conversation up
+  to its last answer (the answer is what ``exact_match`` scores against).
+
+Answers are written as LLaVA answer files (``{"question_id", "prompt", "text"}`` per line) and
+scored by the benchmark's scorer from ``SCORERS``; a question without an answer is counted by
+the scorer (``n_missing``), never dropped.
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from msl_ablate.data.dataset import LlavaDataset
+from msl_ablate.config.enums import QuestionFormat
+from msl_ablate.data.dataset import LlavaDataset, load_records
+from msl_ablate.data.tokens import IMAGE_TOKEN
 from msl_ablate.evaluation.generate import generate_answers
-from msl_ablate.evaluation.scoring.benchmarks import score
+from msl_ablate.evaluation.scoring.benchmarks import EXPORTS, score
 from msl_ablate.evaluation.scoring.files import (
     as_question_id,
     iter_jsonl,
@@ -25,7 +33,6 @@ from msl_ablate.evaluation.scoring.files import (
     write_json,
     write_jsonl,
 )
-from msl_ablate.models.lm import IMAGE_TOKEN
 from msl_ablate.models.vlm import VisionLanguageModel
 from msl_ablate.utils.errors import DataError
 from msl_ablate.utils.logging import get_logger
@@ -34,8 +41,7 @@ log = get_logger(__name__)
 
 ANSWERS_FILE = "answers.jsonl"
 METRICS_FILE = "metrics.json"
-# External graders' answer formats: name -> file written next to the answer file.
-EXPORTS = {"mmvet": "mmvet_answers.json"}  # MM-Vet's grader reads {question_id: answer}
+SUBSET_FILE = "questions.json"  # the records asked when max_questions cuts a conversation file
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ class BenchmarkSpec:
     Attributes:
         name: The benchmark's name (metric prefix, answer folder).
         scorer: Key of ``SCORERS``, or None for a benchmark without a local metric.
-        questions: LLaVA question file (JSON lines).
+        questions: The question file, laid out as ``format`` says.
         image_dir: Folder that the questions' ``image`` paths are relative to.
         annotations: Official annotations for the scorer (file or folder).
         prompt_suffix: Instruction appended on its own line, e.g. "Answer the question using
@@ -53,6 +59,9 @@ class BenchmarkSpec:
         max_new_tokens: Longest answer.
         options: Scorer keyword options (``split`` for ``pope`` and ``sqa_img``).
         export: Also write the answers in an external grader's format (a key of ``EXPORTS``).
+        format: The question file's layout.
+        max_questions: Ask only the first ones (``conversations`` only; the scorer then reads
+            the records asked, written to ``SUBSET_FILE``, when it reads the question file).
     """
 
     name: str
@@ -64,6 +73,8 @@ class BenchmarkSpec:
     max_new_tokens: int = 8
     options: dict[str, Any] = field(default_factory=dict)
     export: str | None = None
+    format: QuestionFormat = QuestionFormat.questions
+    max_questions: int | None = None
 
 
 def read_questions(path: Path, image_dir: Path) -> list[dict[str, Any]]:
@@ -110,6 +121,51 @@ def prompt_text(question: dict[str, Any], suffix: str) -> str:
     return f"{IMAGE_TOKEN}\n{text}" if question.get("image") is not None else text
 
 
+def _with_suffix(turns: list[dict[str, Any]], suffix: str) -> list[dict[str, Any]]:
+    """The conversation up to its last answer, the suffix added to the last human turn."""
+    if turns and turns[-1].get("from") != "human":
+        turns = turns[:-1]
+    if suffix and turns:
+        turns = [*turns[:-1], {**turns[-1], "value": f"{turns[-1]['value']}\n{suffix}"}]
+    return turns
+
+
+def prompt_records(spec: BenchmarkSpec) -> list[dict[str, Any]]:
+    """The benchmark's prompts as LLaVA records (``id``, ``image``, ``conversations``).
+
+    Raises:
+        FileNotFoundError, DataError: Missing or malformed question files (file, line or
+            record named).
+    """
+    if spec.format is QuestionFormat.questions:
+        return [
+            {
+                "id": str(q["question_id"]),
+                "question_id": q["question_id"],
+                "image": q.get("image"),
+                "conversations": [{"from": "human", "value": prompt_text(q, spec.prompt_suffix)}],
+            }
+            for q in read_questions(spec.questions, spec.image_dir)
+        ]
+    records = load_records(spec.questions, spec.image_dir)[: spec.max_questions]
+    return [
+        {
+            **r,
+            "question_id": r["id"],
+            "conversations": _with_suffix(r["conversations"], spec.prompt_suffix),
+        }
+        for r in records
+    ]
+
+
+def _annotations(spec: BenchmarkSpec, out_dir: Path) -> Path | None:
+    """What the scorer reads: the records asked, when only some of the question file were."""
+    if spec.max_questions is None or spec.annotations != spec.questions:
+        return spec.annotations
+    records = load_records(spec.questions, spec.image_dir)[: spec.max_questions]
+    return write_json(out_dir / SUBSET_FILE, records)
+
+
 def evaluate_benchmark(
     vlm: VisionLanguageModel,
     spec: BenchmarkSpec,
@@ -135,15 +191,7 @@ def evaluate_benchmark(
         FileNotFoundError, DataError: Missing or malformed benchmark files.
     """
     start = time.perf_counter()
-    questions = read_questions(spec.questions, spec.image_dir)
-    records = [
-        {
-            "id": str(q["question_id"]),
-            "image": q.get("image"),
-            "conversations": [{"from": "human", "value": prompt_text(q, spec.prompt_suffix)}],
-        }
-        for q in questions
-    ]
+    records = prompt_records(spec)
     dataset = LlavaDataset(
         records,
         spec.image_dir,
@@ -153,22 +201,22 @@ def evaluate_benchmark(
         max_length,
         for_generation=True,
     )
-    answers = generate_answers(vlm, dataset, batch_size, spec.max_new_tokens)
+    answers = generate_answers(vlm, dataset, batch_size, spec.max_new_tokens, desc=spec.name)
     lines = [
         {
-            "question_id": q["question_id"],
-            "prompt": r["conversations"][0]["value"],
+            "question_id": r["question_id"],
+            "prompt": r["conversations"][-1]["value"],
             "text": answers[r["id"]],
         }
-        for q, r in zip(questions, records, strict=True)
+        for r in records
         if r["id"] in answers
     ]
-    if len(lines) < len(questions):  # the scorer counts them as wrong (n_missing)
+    if len(lines) < len(records):  # the scorer counts them as wrong (n_missing)
         log.warning(
             "Benchmark %s: %d of %d questions got no answer",
             spec.name,
-            len(questions) - len(lines),
-            len(questions),
+            len(records) - len(lines),
+            len(records),
         )
     answers_path = write_jsonl(out_dir / ANSWERS_FILE, lines)
     if spec.export is not None:
@@ -180,7 +228,7 @@ def evaluate_benchmark(
     metrics: dict[str, float] = {}
     if spec.scorer is not None:
         try:
-            raw = score(spec.scorer, spec.annotations, answers_path, **spec.options)
+            raw = score(spec.scorer, _annotations(spec, out_dir), answers_path, **spec.options)
         except ValueError as err:
             raise DataError(f"benchmark {spec.name!r}: {err}") from err
         metrics = {f"{prefix}/{k}": float(v) for k, v in sorted(raw.items())}
@@ -188,7 +236,7 @@ def evaluate_benchmark(
     log.info(
         "Benchmark %s: %d questions in %.1f s -> %s",
         spec.name,
-        len(questions),
+        len(records),
         time.perf_counter() - start,
         out_dir,
     )

@@ -13,7 +13,11 @@ from msl_ablate.models.vlm import VisionLanguageModel
 
 @torch.no_grad()
 def generate_answers(
-    vlm: VisionLanguageModel, dataset: LlavaDataset, batch_size: int = 64, max_new_tokens: int = 8
+    vlm: VisionLanguageModel,
+    dataset: LlavaDataset,
+    batch_size: int = 64,
+    max_new_tokens: int = 8,
+    desc: str = "generating",
 ) -> dict[str, str]:
     """Answer every prompt of a generation dataset.
 
@@ -22,6 +26,7 @@ def generate_answers(
         dataset: A ``LlavaDataset`` built with ``for_generation=True``.
         batch_size: Prompts per batch (left-padded).
         max_new_tokens: Longest answer.
+        desc: Label of the progress bar (the benchmark's name).
 
     Returns:
         ``{record id: decoded answer}``.
@@ -36,7 +41,7 @@ def generate_answers(
     vlm.eval()
     answers: dict[str, str] = {}
     device = next(vlm.parameters()).device
-    for batch in tqdm(loader, desc="generating", unit="batch"):
+    for batch in tqdm(loader, desc=desc, unit="batch", leave=False):
         pixel_values = batch.get("pixel_values")
         new_tokens = vlm.generate(
             batch["input_ids"].to(device),

@@ -1,8 +1,13 @@
-"""Evaluate a model on the benchmarks that ``eval.benchmarks`` names, from the ``eval`` config.
+"""Which benchmarks a run is evaluated on, from the ``eval`` config, and the loop over them.
 
-``eval.suite`` (``conf/benchmarks/*.yaml``) says where each benchmark's files are: under a
-generated suite (``generator``) or a folder on disk (``root``). Answers and metrics go to
-``<run_dir>/eval/<benchmark>/``; metrics are named ``<stage>/<benchmark>/<metric>``.
+Two sources of benchmarks, one mechanism (``benchmark.evaluate_benchmark``):
+
+* the held-out split of the training data (``eval.split``): its LLaVA conversation file is
+  scored by ``exact_match``, with the majority-answer baseline of the last stage's split;
+* the benchmarks that ``eval.benchmarks`` names in ``eval.suite`` (``conf/benchmarks/*.yaml``):
+  files under a generated suite (``generator``) or a folder on disk (``root``).
+
+Answers and metrics go to ``<out_dir>/<benchmark>/``; metrics are ``<stage>/<benchmark>/<metric>``.
 """
 
 from __future__ import annotations
@@ -12,51 +17,17 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from msl_ablate.evaluation.benchmark import EXPORTS, BenchmarkSpec, evaluate_benchmark
-from msl_ablate.evaluation.scoring.benchmarks import SCORERS, SPLIT_BENCHMARKS
+from msl_ablate.config.enums import QuestionFormat
+from msl_ablate.data.datamodule import resolve_data_root, split_path
+from msl_ablate.evaluation.benchmark import BenchmarkSpec, evaluate_benchmark
+from msl_ablate.evaluation.scoring.exact_match import reference_answers
+from msl_ablate.models.assemble import max_sequence_length
 from msl_ablate.models.vlm import VisionLanguageModel
+from msl_ablate.utils.errors import DataError
 from msl_ablate.utils.files import stable_hash
 from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
-
-EVAL_DIR = "eval"
-
-
-def eval_problems(cfg: DictConfig) -> list[str]:
-    """Problems of the ``eval`` benchmark settings, each naming its config key.
-
-    Args:
-        cfg: The root config.
-
-    Returns:
-        One line per problem (empty when the settings are valid).
-    """
-    suite, problems = cfg.eval.suite, []
-    where = f"conf/benchmarks/{suite.name}.yaml"
-    for name in cfg.eval.benchmarks:
-        if name not in suite.benchmarks:
-            problems.append(
-                f"eval.benchmarks: {name!r} is not a benchmark of eval.suite "
-                f"({where}: {sorted(suite.benchmarks)})"
-            )
-    if cfg.eval.benchmarks and (suite.generator is None) == (not suite.root):
-        problems.append(f"eval.suite: set exactly one of generator and root ({where})")
-    for name, spec in suite.benchmarks.items():
-        key = f"eval.suite.benchmarks.{name}"
-        if spec.scorer is not None and spec.scorer not in SCORERS:
-            problems.append(f"{key}.scorer={spec.scorer!r} is not one of {sorted(SCORERS)} or null")
-        if spec.scorer is not None and spec.annotations is None:
-            problems.append(f"{key}.annotations must be set when scorer is set")
-        allowed = {"split"} if spec.scorer in SPLIT_BENCHMARKS else set()
-        extra = sorted(set(spec.options) - allowed)
-        if extra:
-            problems.append(f"{key}.options: scorer {spec.scorer!r} takes no option(s) {extra}")
-        if spec.export is not None and spec.export not in EXPORTS:
-            problems.append(f"{key}.export={spec.export!r} is not one of {sorted(EXPORTS)} or null")
-        if spec.max_new_tokens < 1:
-            problems.append(f"{key}.max_new_tokens must be >= 1, got {spec.max_new_tokens}")
-    return problems
 
 
 def suite_root(cfg: DictConfig) -> Path:
@@ -77,22 +48,66 @@ def suite_root(cfg: DictConfig) -> Path:
     return root
 
 
-def benchmark_specs(cfg: DictConfig, root: Path) -> dict[str, BenchmarkSpec]:
-    """Every benchmark of ``eval.suite`` with its paths resolved against ``root``."""
-    specs = {}
-    for name, b in cfg.eval.suite.benchmarks.items():
-        specs[name] = BenchmarkSpec(
-            name=name,
-            scorer=b.scorer,
-            questions=root / b.questions,
-            image_dir=root / b.image_dir,
-            annotations=None if b.annotations is None else root / b.annotations,
-            prompt_suffix=b.prompt_suffix,
-            max_new_tokens=b.max_new_tokens,
-            options=dict(b.options),
-            export=b.export,
+def heldout_spec(cfg: DictConfig) -> BenchmarkSpec:
+    """The held-out split of the training data as a benchmark scored by exact match.
+
+    Raises:
+        DataError: A record of the split carries no answer (the file and record named).
+    """
+    root = resolve_data_root(cfg.data, cfg.paths.data_dir)
+    questions = split_path(cfg.data, root, cfg.eval.split)
+    try:
+        reference_answers(questions)  # fail before any generation on a file without answers
+    except ValueError as err:
+        raise DataError(f"eval.split={cfg.eval.split!r}: {err}") from err
+    last_split = list(cfg.strategy.stages.values())[-1].split
+    return BenchmarkSpec(
+        name=cfg.eval.split,
+        scorer="exact_match",
+        questions=questions,
+        image_dir=root / cfg.data.image_dir,
+        annotations=questions,
+        max_new_tokens=cfg.eval.max_new_tokens,
+        options={"baseline": split_path(cfg.data, root, last_split)},
+        format=QuestionFormat.conversations,
+        max_questions=cfg.eval.max_samples,
+    )
+
+
+def suite_specs(cfg: DictConfig, names: list[str]) -> list[BenchmarkSpec]:
+    """The named benchmarks of ``eval.suite``, paths resolved against the suite root."""
+    if not names:
+        return []
+    root = suite_root(cfg)
+    specs = []
+    for name in names:
+        b = cfg.eval.suite.benchmarks[name]
+        specs.append(
+            BenchmarkSpec(
+                name=name,
+                scorer=b.scorer,
+                questions=root / b.questions,
+                image_dir=root / b.image_dir,
+                annotations=None if b.annotations is None else root / b.annotations,
+                prompt_suffix=b.prompt_suffix,
+                max_new_tokens=b.max_new_tokens,
+                options=dict(b.options),
+                export=b.export,
+                format=QuestionFormat(b.format),
+            )
         )
     return specs
+
+
+def benchmark_specs(cfg: DictConfig, names: list[str] | None = None) -> list[BenchmarkSpec]:
+    """Every benchmark a run is evaluated on: the held-out split (if set), then the suite's.
+
+    Args:
+        cfg: The root config.
+        names: Suite benchmarks to run (default: ``eval.benchmarks``).
+    """
+    held_out = [heldout_spec(cfg)] if cfg.eval.split is not None else []
+    return held_out + suite_specs(cfg, list(cfg.eval.benchmarks if names is None else names))
 
 
 def prompt_limit(cfg: DictConfig, vlm: VisionLanguageModel) -> int:
@@ -100,41 +115,36 @@ def prompt_limit(cfg: DictConfig, vlm: VisionLanguageModel) -> int:
     if cfg.eval.max_length:
         return cfg.eval.max_length
     context = getattr(vlm.lm.model.config, "max_position_embeddings", None)
-    return context or cfg.data.max_length
+    return context or max_sequence_length(cfg, vlm)
 
 
-def evaluate_suite(
+def evaluate_benchmarks(
     cfg: DictConfig,
     vlm: VisionLanguageModel,
-    run_dir: Path,
+    specs: list[BenchmarkSpec],
+    out_dir: Path,
     stage: str,
-    names: list[str] | None = None,
 ) -> dict[str, float]:
-    """Evaluate ``vlm`` on benchmarks of the suite.
+    """Evaluate ``vlm`` on each benchmark.
 
     Args:
-        cfg: The root config.
+        cfg: The root config (``eval.batch_size``, ``eval.max_length``).
         vlm: The trained model.
-        run_dir: The run's folder; answers go to ``<run_dir>/eval/<benchmark>/``.
+        specs: From ``benchmark_specs``.
+        out_dir: Answers go to ``<out_dir>/<benchmark>/``.
         stage: The stage whose model this is (metric prefix).
-        names: Benchmarks to run (default: ``eval.benchmarks``).
 
     Returns:
         ``{f"{stage}/{benchmark}/{metric}": value}`` for every benchmark with a scorer.
     """
-    names = list(cfg.eval.benchmarks if names is None else names)
-    if not names:
-        return {}
-    specs = benchmark_specs(cfg, suite_root(cfg))
     limit = prompt_limit(cfg, vlm)
     metrics: dict[str, float] = {}
-    for name in names:
-        spec = specs[name]
+    for spec in specs:
         metrics |= evaluate_benchmark(
             vlm,
             spec,
-            run_dir / EVAL_DIR / name,
-            f"{stage}/{name}",
+            out_dir / spec.name,
+            f"{stage}/{spec.name}",
             cfg.eval.batch_size,
             limit - spec.max_new_tokens,
         )

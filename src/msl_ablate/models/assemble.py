@@ -3,29 +3,23 @@
 from __future__ import annotations
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from msl_ablate.config.enums import uses_qlora
+from msl_ablate.config.schema import components
 from msl_ablate.models.vlm import VisionLanguageModel
-from msl_ablate.models.zoo import resolve_checkpoint
-from msl_ablate.training.strategy import uses_qlora
+from msl_ablate.models.zoo import builder_kwargs, resolve_checkpoint
 from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
 
 
-def _component_kwargs(spec: DictConfig, checkpoint: str) -> dict:
-    """The builder's arguments: the option's keys minus the twin, with the resolved checkpoint."""
-    kwargs = OmegaConf.to_container(spec, resolve=True)
-    kwargs.pop("twin", None)
-    kwargs["checkpoint"] = checkpoint
-    return kwargs
-
-
 def resolved_checkpoints(cfg: DictConfig) -> dict[str, str]:
-    """Resolve (building twins if needed) the vision and LM checkpoints of a config."""
+    """``{config key: checkpoint}`` of every component (building twins if needed)."""
     return {
-        group: resolve_checkpoint(cfg[group], cfg.offline_twins, cfg.paths.zoo_dir)
+        where: resolve_checkpoint(spec, cfg.offline_twins, cfg.paths.zoo_dir)
         for group in ("vision", "lm")
+        for where, spec in components(cfg[group], group)
     }
 
 
@@ -38,13 +32,13 @@ def build_vlm(cfg: DictConfig) -> VisionLanguageModel:
     Returns:
         The vision-language model (all parameters trainable; ``strategy`` decides later).
     """
-    checkpoints = resolved_checkpoints(cfg)
     log.info("Instantiating vision <%s>", cfg.vision._target_)
-    vision = instantiate(_component_kwargs(cfg.vision, checkpoints["vision"]))
+    vision = instantiate(builder_kwargs(cfg.vision, cfg.offline_twins, cfg.paths.zoo_dir))
     log.info("Instantiating lm <%s>", cfg.lm._target_)
     # QLoRA needs the base weights quantized at load time, not later by the strategy.
     lm = instantiate(
-        _component_kwargs(cfg.lm, checkpoints["lm"]), load_in_4bit=uses_qlora(cfg.strategy)
+        builder_kwargs(cfg.lm, cfg.offline_twins, cfg.paths.zoo_dir),
+        load_in_4bit=uses_qlora(cfg.strategy),
     )
     log.info(
         "Instantiating projector <%s> (%d -> %d)",
@@ -54,3 +48,35 @@ def build_vlm(cfg: DictConfig) -> VisionLanguageModel:
     )
     projector = instantiate(cfg.projector)(in_dim=vision.embed_dim, out_dim=lm.embed_dim)
     return VisionLanguageModel(vision, projector, lm)
+
+
+def max_sequence_length(cfg: DictConfig, vlm: VisionLanguageModel) -> int:
+    """The longest training sequence: ``data.max_length``, or one image's tokens + the text budget.
+
+    Args:
+        cfg: The root config (``data.max_length``, ``data.max_text_length``).
+        vlm: The built model (its image tokens and the LM's context length).
+
+    Returns:
+        The length, checked against the image tokens and the LM's context.
+
+    Raises:
+        ValueError: No room is left for text, or the length exceeds the LM's context; the
+            message gives the value to set.
+    """
+    n_image, text = vlm.num_image_tokens, cfg.data.max_text_length
+    length = cfg.data.max_length if cfg.data.max_length is not None else n_image + text
+    if length <= n_image:
+        raise ValueError(
+            f"data.max_length={length} leaves no room for text after {n_image} image tokens "
+            f"(vision={cfg.vision.name}, image_size={cfg.vision.image_size}); set "
+            f"data.max_length={n_image + text} or null (image tokens + data.max_text_length)"
+        )
+    context = getattr(vlm.lm.model.config, "max_position_embeddings", None)
+    if context is not None and length > context:
+        raise ValueError(
+            f"data.max_length={length} ({n_image} image tokens + {length - n_image} text) "
+            f"exceeds the context of lm={cfg.lm.name} ({context} tokens); set "
+            f"data.max_text_length={context - n_image} or lower vision.image_size"
+        )
+    return length

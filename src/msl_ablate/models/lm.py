@@ -16,19 +16,20 @@ here, once, so that the data pipeline sees one contract:
 from __future__ import annotations
 
 import importlib.util
-from enum import Enum
 
 import torch
 from hydra.utils import get_class
 from torch import nn
 from transformers import AddedToken, AutoTokenizer, PreTrainedTokenizerBase
 
+from msl_ablate.config.enums import ChatTemplate, Tuning
+from msl_ablate.data.conversation import tokenize_conversation
+from msl_ablate.data.tokens import IGNORE_INDEX, IMAGE_TOKEN
 from msl_ablate.models.chat_templates import BOS_PREFIX, PLAIN_TEMPLATE
 from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-IMAGE_TOKEN = "<image>"
 PADDING_SIDE = "right"
 # A two-turn conversation rendered at build time: the template must mask it turn by turn.
 PROBE_ANSWERS = ("A red circle.", "Two.")
@@ -38,27 +39,6 @@ PROBE_MESSAGES = [
     {"role": "user", "content": "How many?"},
     {"role": "assistant", "content": PROBE_ANSWERS[1]},
 ]
-
-
-class Tuning(str, Enum):
-    """How the LM checkpoint was tuned after pretraining (the paper's base vs instruct axis).
-
-    Checkpoints tuned in several steps are labelled by their last preference step
-    (SFT then DPO is ``dpo``); each ``conf/lm/*.yaml`` comments its choice.
-    """
-
-    base = "base"
-    sft = "sft"
-    rlhf = "rlhf"
-    dpo = "dpo"
-    safe_rlhf = "safe_rlhf"
-
-
-class ChatTemplate(str, Enum):
-    """Where the conversation template comes from."""
-
-    checkpoint = "checkpoint"  # the tokenizer's own chat template (instruct LMs)
-    plain = "plain"  # msl_ablate's plain USER/ASSISTANT template (base LMs)
 
 
 class CausalLM(nn.Module):
@@ -125,8 +105,6 @@ def _turn_end_id(tokenizer: PreTrainedTokenizerBase) -> int | None:
 
 def _check_masking(tokenizer: PreTrainedTokenizerBase, where: str) -> None:
     """Tokenize the probe conversation as training does; the labels must hold both answers."""
-    from msl_ablate.data.conversation import IGNORE_INDEX, tokenize_conversation
-
     try:
         sample = tokenize_conversation(tokenizer, PROBE_MESSAGES, num_image_tokens=1)
     except ValueError as err:

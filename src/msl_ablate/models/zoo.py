@@ -15,8 +15,9 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from msl_ablate.config.schema import components
+from msl_ablate.data.tokens import IMAGE_TOKEN
 from msl_ablate.models.chat_templates import TINY_CHAT_TEMPLATE
-from msl_ablate.models.lm import IMAGE_TOKEN
 from msl_ablate.utils.files import build_dir_atomically, stable_hash
 from msl_ablate.utils.logging import get_logger
 
@@ -141,3 +142,21 @@ def resolve_checkpoint(spec: DictConfig | dict, offline_twins: bool, zoo_dir: st
             instantiate(twin, out_dir=out, zoo_dir=zoo_dir, _convert_="all")
 
     return str(build_dir_atomically(dest, build))
+
+
+def builder_kwargs(spec: DictConfig, offline_twins: bool, zoo_dir: str | Path) -> dict[str, Any]:
+    """An option's builder arguments: each component's checkpoint resolved, its ``twin`` dropped.
+
+    Args:
+        spec: ``cfg.vision`` or ``cfg.lm`` (a fused vision option resolves each encoder).
+        offline_twins: Use the tiny twins instead of the real checkpoints.
+        zoo_dir: Where twins are built.
+
+    Returns:
+        The option as a plain dict, ready for ``hydra.utils.instantiate``.
+    """
+    kwargs = OmegaConf.to_container(spec, resolve=True)
+    for _, component in components(kwargs, ""):
+        component["checkpoint"] = resolve_checkpoint(component, offline_twins, zoo_dir)
+        component.pop("twin", None)
+    return kwargs

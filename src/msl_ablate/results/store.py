@@ -11,7 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from msl_ablate.evaluation.headline import HEADLINE_METRICS
+from msl_ablate.config.enums import STAGE_NAMES
+from msl_ablate.evaluation.headline import HEADLINE_METRICS, headline_column
 from msl_ablate.utils.files import atomic_path
 
 STORE_FILE = "runs.csv"
@@ -30,7 +31,9 @@ INFO_COLUMNS = ["lm_family", "lm_tuning", "image_size", "git_sha", "start_time"]
 # `<stage>/train/*` and `<stage>/val/*` are step curves and stay in MLflow; every other
 # `<stage>/<split or benchmark>/<metric>` (held-out `eval`, benchmark metrics) is a result.
 STEP_SPLITS = frozenset({"train", "val"})
+HELDOUT = "eval"  # the default eval.split, whose exact match the summary shows first
 EVAL_HEADLINE = {"exact_match": "exact_match", "majority_baseline": "majority"}
+SCORER_ONLY = {"exact_match"}  # scorers that are not a benchmark of the paper's table
 
 
 def is_result_metric(name: str) -> bool:
@@ -114,21 +117,24 @@ def rebuild(tracking_uri: str, experiment: str, store_path: str | Path) -> pd.Da
 
 
 def headline_columns(df: pd.DataFrame) -> dict[str, str]:
-    """Headline metric columns -> short labels: exact match, majority, then the paper's table."""
-    labels: dict[str, tuple[str, str]] = {}  # column -> (stage, label)
-    for column in df.columns:
-        parts = str(column).split("/")
-        if len(parts) != 3:
-            continue
-        stage, group, metric = parts
-        if group == "eval" and metric in EVAL_HEADLINE:
-            labels[column] = (stage, EVAL_HEADLINE[metric])
-        elif group in HEADLINE_METRICS and metric == HEADLINE_METRICS[group][0]:
-            labels[column] = (stage, HEADLINE_METRICS[group][1])
-    order = [*EVAL_HEADLINE.values(), *(label for _, label in HEADLINE_METRICS.values())]
-    ordered = sorted(labels, key=lambda c: (labels[c][0], order.index(labels[c][1])))
-    several = len({stage for stage, _ in labels.values()}) > 1  # then say which stage
-    return {c: ":".join(labels[c]) if several else labels[c][1] for c in ordered}
+    """Headline metric columns -> short labels: exact match, majority, then the paper's table.
+
+    The candidate names are generated (``<stage>/<benchmark>/<headline metric>``), never parsed
+    from the columns; the held-out columns are those of the default ``eval.split``.
+    """
+    candidates: list[tuple[str, str, str]] = []  # (column, stage, label)
+    for stage in STAGE_NAMES:
+        candidates += [
+            (f"{stage}/{HELDOUT}/{m}", stage, label) for m, label in EVAL_HEADLINE.items()
+        ]
+        candidates += [
+            (headline_column(stage, bench), stage, label)
+            for bench, (_, label) in HEADLINE_METRICS.items()
+            if bench not in SCORER_ONLY
+        ]
+    present = [c for c in candidates if c[0] in df.columns]
+    several = len({stage for _, stage, _ in present}) > 1  # then say which stage
+    return {column: f"{stage}:{label}" if several else label for column, stage, label in present}
 
 
 def summary(df: pd.DataFrame) -> str:

@@ -16,6 +16,9 @@ log = get_logger(__name__)
 
 AXIS_GROUPS = ("vision", "lm", "projector", "strategy", "data")
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
+# MLflow's limits per log_batch call.
+MAX_PARAMS_PER_BATCH = 100
+MAX_METRICS_PER_BATCH = 1000
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
@@ -47,13 +50,14 @@ def git_sha(cwd: str | Path | None = None) -> str:
 
 
 class MlflowRun:
-    """Opens and closes the MLflow run of one experiment.
+    """Opens and closes the MLflow run of one experiment, or logs to a finished one.
 
     Args:
         tracking: The ``tracking`` group.
+        run_id: An existing run to log to (``msl-ablate evaluate``); None: ``start`` creates one.
     """
 
-    def __init__(self, tracking: DictConfig):
+    def __init__(self, tracking: DictConfig, run_id: str | None = None):
         from mlflow.tracking import MlflowClient
 
         self.tracking_uri = tracking.tracking_uri
@@ -69,7 +73,7 @@ class MlflowRun:
             )
         else:
             self.experiment_id = experiment.experiment_id
-        self.run_id: str | None = None
+        self.run_id = run_id
 
     def start(self, cfg: DictConfig, run_key: str, stage_keys: dict[str, str]) -> str:
         """Create the run with its tags, all config values as params and the config YAML."""
@@ -91,8 +95,8 @@ class MlflowRun:
 
         values = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
         params = [Param(k, v) for k, v in sorted(values.items())]
-        for i in range(0, len(params), 100):  # MLflow accepts at most 100 params per batch
-            self.client.log_batch(self.run_id, params=params[i : i + 100])
+        for i in range(0, len(params), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=params[i : i + MAX_PARAMS_PER_BATCH])
         self.client.log_text(self.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         log.info("MLflow run %s (%s) in %s", self.run_id, name, self.tracking_uri)
         return self.run_id
@@ -106,12 +110,13 @@ class MlflowRun:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.client.log_batch(
-            self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()]
-        )
+        batch = [Metric(k, float(v), now, step) for k, v in sorted(metrics.items())]
+        for i in range(0, len(batch), MAX_METRICS_PER_BATCH):
+            self.client.log_batch(self.run_id, metrics=batch[i : i + MAX_METRICS_PER_BATCH])
 
-    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
+    def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> None:
+        """Upload a folder's files (answer files, metrics) under ``artifact_path``."""
+        self.client.log_artifacts(self.run_id, str(local_dir), artifact_path)
 
     def finish(self, status: str = "FINISHED") -> None:
         """Close the run as ``FINISHED``, ``FAILED`` or ``KILLED``."""
@@ -122,9 +127,13 @@ class MlflowRun:
 class StageMLFlowLogger(MLFlowLogger):
     """Lightning's MLflow logger for one stage, writing into the experiment's open run.
 
-    Lightning's logger closes the run when ``fit`` ends; the run spans every stage and the
-    evaluation, so a run killed in stage 2 must not look FINISHED. ``MlflowRun.finish`` closes it.
+    Pass ``prefix=<stage>``: metrics logged as ``train/loss`` (by the LitModule and Lightning's
+    callbacks alike) land as ``<stage>/train/loss``. Lightning's logger closes the run when
+    ``fit`` ends; the run spans every stage and the evaluation, so a run killed in stage 2
+    must not look FINISHED. ``MlflowRun.finish`` closes it.
     """
+
+    LOGGER_JOIN_CHAR = "/"  # Lightning joins prefix and name with "-"
 
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:

@@ -9,7 +9,6 @@ earlier, in ``config/checks.py``; what needs the model (encoder depth, LoRA targ
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 
 import torch
@@ -17,32 +16,13 @@ from omegaconf import DictConfig
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from msl_ablate.config.enums import COMPONENTS, LORA_MODES, Mode
 from msl_ablate.models.lm import CausalLM
 from msl_ablate.models.vlm import VisionLanguageModel
 from msl_ablate.utils.files import atomic_path
 from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
-
-COMPONENTS = ("vision", "projector", "lm")
-
-
-class Mode(str, Enum):
-    """How a component is trained in a stage."""
-
-    frozen = "frozen"
-    full = "full"
-    partial = "partial"  # vision only: the last `trainable_blocks` blocks
-    lora = "lora"  # LM only: PEFT LoRA adapters
-    qlora = "qlora"  # LM only: LoRA on a 4-bit base (bitsandbytes + CUDA)
-
-
-LORA_MODES = (Mode.lora, Mode.qlora)
-
-
-def uses_qlora(strategy: DictConfig) -> bool:
-    """Whether any stage trains the LM with QLoRA, i.e. the LM must be loaded in 4 bits."""
-    return any(Mode(s.lm.mode) is Mode.qlora for s in strategy.stages.values())
 
 
 def _set_trainable(module: nn.Module, flag: bool) -> None:
@@ -84,8 +64,10 @@ def _apply_lora(vlm: VisionLanguageModel, lora: DictConfig, quantized: bool) -> 
             task_type="CAUSAL_LM",
         )
         vlm.lm.model = get_peft_model(vlm.lm.model, config)
-    for name, p in vlm.lm.named_parameters():
-        p.requires_grad_("lora_" in name)
+    # PEFT knows which parameters are the adapters: freeze the LM, then let it mark the adapter
+    # trainable (set_adapter does so), also when an earlier stage created it.
+    _set_trainable(vlm.lm, False)
+    vlm.lm.model.set_adapter(vlm.lm.model.active_adapter)
 
 
 def _apply_vision(vlm: VisionLanguageModel, stage: DictConfig) -> None:

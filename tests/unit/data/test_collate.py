@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from msl_ablate.data.collate import VLMCollator
-from msl_ablate.data.conversation import IGNORE_INDEX
+from msl_ablate.data.tokens import IGNORE_INDEX
 
 
 def _sample(rid, ids, image=True):

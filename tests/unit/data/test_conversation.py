@@ -8,7 +8,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from msl_ablate.data.conversation import IGNORE_INDEX, to_messages, tokenize_conversation
-from msl_ablate.models.lm import IMAGE_TOKEN
+from msl_ablate.data.tokens import IMAGE_TOKEN
 from msl_ablate.models.zoo import ensure_tokenizer
 
 

@@ -16,7 +16,7 @@ from msl_ablate.evaluation import benchmark as benchmark_module
 from msl_ablate.evaluation.benchmark import BenchmarkSpec, evaluate_benchmark, read_questions
 from msl_ablate.evaluation.oracle import oracle_answers
 from msl_ablate.evaluation.suite import annotations_path, generate_suite, question_file
-from msl_ablate.evaluation.suite_eval import benchmark_specs, evaluate_suite
+from msl_ablate.evaluation.suite_eval import benchmark_specs, evaluate_benchmarks
 from msl_ablate.utils.errors import DataError
 
 SUITE_ARGS = {"seed": 0, "image_size": 32, "n_questions": 8}
@@ -49,7 +49,7 @@ def _fake_generation(monkeypatch, answer_of) -> list:
     """Replace generation; ``answer_of(record)`` gives the text, or None to leave it out."""
     calls = []
 
-    def generate(vlm, dataset, batch_size, max_new_tokens):
+    def generate(vlm, dataset, batch_size, max_new_tokens, desc):
         calls.append((dataset, batch_size, max_new_tokens))
         out = {r["id"]: answer_of(r) for r in dataset.records}
         return {k: v for k, v in out.items() if v is not None}
@@ -127,22 +127,93 @@ def test_bad_question_files_name_file_line_and_id(tmp_path):
         read_questions(tmp_path / "nosuch.jsonl", tmp_path)
 
 
-def test_evaluate_suite_names_metrics_stage_benchmark_metric(tmp_path, monkeypatch):
+def test_evaluate_benchmarks_names_metrics_stage_benchmark_metric(tmp_path, monkeypatch):
     cfg = compose(
         [f"eval.suite.generator.{k}={v}" for k, v in SUITE_ARGS.items()]
         + [
             f"paths.root={tmp_path}",
             f"paths.cache_dir={tmp_path}/cache",
             "eval.benchmarks=[gqa,mme]",
+            "eval.split=null",
         ]
     )
     _fake_generation(monkeypatch, lambda r: "yes")
 
-    metrics = evaluate_suite(cfg, FAKE_VLM, tmp_path / "run", "finetune")
+    specs = benchmark_specs(cfg)
+    metrics = evaluate_benchmarks(cfg, FAKE_VLM, specs, tmp_path / "run" / "eval", "finetune")
 
+    assert [s.name for s in specs] == ["gqa", "mme"]
     assert {k.split("/")[1] for k in metrics} == {"gqa", "mme"}
     assert "finetune/gqa/accuracy" in metrics and "finetune/mme/perception" in metrics
     assert metrics["finetune/mme/existence/acc"] == pytest.approx(50.0)  # one yes, one no
     assert (tmp_path / "run" / "eval" / "mme" / "answers.jsonl").is_file()
-    specs = benchmark_specs(cfg, tmp_path)
-    assert specs["sqa_img"].options == {"split": "test"} and specs["mmvet"].export == "mmvet"
+    by_name = {s.name: s for s in benchmark_specs(cfg, ["sqa_img", "mmvet"])}
+    assert by_name["sqa_img"].options == {"split": "test"} and by_name["mmvet"].export == "mmvet"
+
+
+def _llava_dataset(root: Path, answers: list[str], with_answer: bool = True) -> Path:
+    """A LLaVA-format dataset on disk: records with conversations only (no question_type)."""
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8)).save(root / "img.png")
+    records = [
+        {
+            "id": f"q{i}",
+            "image": "img.png",
+            "conversations": [{"from": "human", "value": "<image>\nWhat is it?"}]
+            + ([{"from": "gpt", "value": answer}] if with_answer else []),
+        }
+        for i, answer in enumerate(answers)
+    ]
+    (root / "train.json").write_text(json.dumps(records))
+    (root / "llava_eval.json").write_text(json.dumps(records))
+    return root
+
+
+def _llava_cfg(tmp_path: Path, root: Path):
+    return compose(
+        [
+            f"paths.root={tmp_path}",
+            f"paths.cache_dir={tmp_path}/cache",
+            "data.generator=null",
+            f"data.root={root}",
+            "data.files={captions: train.json, instruct: train.json, eval: llava_eval.json}",
+            "eval.benchmarks=[]",
+        ]
+    )
+
+
+def test_a_llava_format_eval_file_is_scored_by_exact_match(tmp_path, monkeypatch):
+    root = _llava_dataset(tmp_path / "llava", ["a cat", "two dogs", "a cat", "red"])
+    cfg = _llava_cfg(tmp_path, root)
+    _fake_generation(monkeypatch, lambda r: "Cat." if r["id"] in ("q0", "q1") else "red")
+
+    specs = benchmark_specs(cfg)
+    metrics = evaluate_benchmarks(cfg, FAKE_VLM, specs, tmp_path / "out", "finetune")
+
+    assert [s.name for s in specs] == ["eval"] and specs[0].scorer == "exact_match"
+    assert metrics["finetune/eval/exact_match"] == pytest.approx(50.0)  # q0 and q3
+    assert metrics["finetune/eval/majority_baseline"] == pytest.approx(50.0)  # "cat" twice
+    assert metrics["finetune/eval/n_questions"] == 4
+    lines = [json.loads(x) for x in (tmp_path / "out/eval/answers.jsonl").read_text().splitlines()]
+    assert lines[0] == {"question_id": "q0", "prompt": "<image>\nWhat is it?", "text": "Cat."}
+
+
+def test_eval_max_samples_scores_only_the_questions_asked(tmp_path, monkeypatch):
+    root = _llava_dataset(tmp_path / "llava", ["a", "b", "c", "d"])
+    cfg = _llava_cfg(tmp_path, root)
+    cfg.eval.max_samples = 2
+    _fake_generation(monkeypatch, lambda r: {"q0": "a", "q1": "x"}[r["id"]])
+    specs = benchmark_specs(cfg)
+    metrics = evaluate_benchmarks(cfg, FAKE_VLM, specs, tmp_path / "out", "finetune")
+    assert metrics["finetune/eval/n_questions"] == 2 and metrics["finetune/eval/n_missing"] == 0
+    assert metrics["finetune/eval/exact_match"] == pytest.approx(50.0)
+
+
+def test_an_eval_file_without_answers_is_named_before_anything_runs(tmp_path):
+    root = _llava_dataset(tmp_path / "llava", ["a", "b"], with_answer=False)
+    with pytest.raises(
+        DataError, match=r"eval.split='eval': .*llava_eval.json: record q0 carries no answer"
+    ):
+        benchmark_specs(_llava_cfg(tmp_path, root))

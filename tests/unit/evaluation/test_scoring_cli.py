@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from msl_ablate.evaluation.scoring.benchmarks import SCORERS
-from msl_ablate.evaluation.scoring.cli import main
+from msl_ablate.commands.score import main
 from msl_ablate.evaluation.scoring.gqa import write_gqa
 from msl_ablate.evaluation.scoring.predictions import write_predictions
 
@@ -77,7 +77,7 @@ def test_cli_runs_as_module(gqa_files: tuple[Path, Path]) -> None:
         "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "msl_ablate.evaluation.scoring.cli", "gqa",
+        [sys.executable, "-m", "msl_ablate.commands.score", "gqa",
          "--annotations", str(ann), "--predictions", str(preds)],
         capture_output=True, text=True, env=env, check=False,
     )  # fmt: skip

@@ -1,17 +1,20 @@
-"""Name -> scorer table for the seven supported benchmarks.
+"""Name -> scorer table: the seven benchmarks of the paper's table and held-out exact match.
 
 Every scorer is called as ``SCORERS[name](annotations, predictions, **options)`` and returns a
 flat ``dict[str, float | int]`` of metrics (percentages in 0-100) that always includes
-``n_questions``, ``n_predictions`` and ``n_missing``. Only ``sqa_img`` and ``pope`` accept an
-option, ``split``. See each module's docstring for the file layouts and id conventions.
+``n_questions``, ``n_predictions`` and ``n_missing``. A scorer's options are its keyword
+parameters (``split`` for ``sqa_img`` and ``pope``, ``baseline`` for ``exact_match``); see each
+module's docstring for the file layouts and id conventions.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from msl_ablate.evaluation.scoring.exact_match import score_exact_match
 from msl_ablate.evaluation.scoring.gqa import score_gqa
 from msl_ablate.evaluation.scoring.mmbench import score_mmbench
 from msl_ablate.evaluation.scoring.mme import score_mme
@@ -30,10 +33,20 @@ SCORERS: dict[str, Scorer] = {
     "pope": score_pope,
     "mme": score_mme,
     "mmbench": score_mmbench,
+    "exact_match": score_exact_match,
 }
+# External graders' answer formats: name -> file written next to the answer file.
+EXPORTS = {"mmvet": "mmvet_answers.json"}  # MM-Vet's grader reads {question_id: answer}
 
-# Benchmarks whose scorer takes a `split` keyword.
-SPLIT_BENCHMARKS: frozenset[str] = frozenset({"sqa_img", "pope"})
+
+def option_problem(benchmark: str, options: dict[str, Any]) -> str | None:
+    """Why a scorer cannot take these options (bound to its signature), or None."""
+    params = list(inspect.signature(SCORERS[benchmark]).parameters.values())[2:]
+    allowed = sorted(p.name for p in params)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        return f"scorer {benchmark!r} takes no option(s) {unknown} (its options: {allowed})"
+    return None
 
 
 def score(
@@ -55,7 +68,7 @@ def score(
     """
     if benchmark not in SCORERS:
         raise ValueError(f"unknown benchmark {benchmark!r} (known: {sorted(SCORERS)})")
-    unknown = set(options) - ({"split"} if benchmark in SPLIT_BENCHMARKS else set())
-    if unknown:
-        raise ValueError(f"benchmark {benchmark!r} takes no option(s) {sorted(unknown)}")
+    problem = option_problem(benchmark, options)
+    if problem:
+        raise ValueError(problem)
     return SCORERS[benchmark](annotations, predictions, **options)

@@ -47,19 +47,6 @@ def blocks_feeding(feature_layer: int, num_blocks: int, name: str) -> int:
     return feature_layer % (num_blocks + 1)
 
 
-def reject_unused(builder: str, name: str, **fields: object) -> None:
-    """Fail on schema fields that the chosen builder does not use, instead of ignoring them.
-
-    Raises:
-        ValueError: Naming every field that is set but unused.
-    """
-    unused = sorted(key for key, value in fields.items() if value is not None)
-    if unused:
-        raise ValueError(
-            f"vision.{', vision.'.join(unused)} must be null for {builder} ({option_file(name)})"
-        )
-
-
 class VisionEncoder(nn.Module, ABC):
     """A vision backbone that turns pixels into a grid of patch features.
 

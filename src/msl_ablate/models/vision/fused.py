@@ -6,26 +6,24 @@ fused ``image_transform`` concatenates the encoders' tensors along the channel a
 ``pixel_values`` back into 3-channel chunks, one per encoder. The token grids must match, so
 that token ``i`` of every encoder covers the same patch.
 
-A fused option is one file: ``vision.encoders`` maps a key to a full sub-encoder spec
-(``_target_`` of its builder, ``checkpoint``, ``twin``...). The option sets
-``_recursive_: false`` so that Hydra hands those specs to ``build_fused_vision_encoder``
-instead of building them with their real checkpoints.
+A fused option is one file: ``vision.encoders`` lists full vision options (``_target_`` of
+their builder, ``checkpoint``, ``twin``...), each resolved like any other option (its own
+checkpoint or twin, ``models/zoo.py``). The option sets ``_recursive_: false`` so that Hydra
+hands those specs to ``build_fused_vision_encoder``, which builds them with the shared keys.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf
+from hydra.utils import instantiate
 from PIL import Image
 from torch import nn
 
-from msl_ablate.models.vision.base import VisionEncoder, option_file, reject_unused
-from msl_ablate.models.vision.transforms import ResizeStrategy
+from msl_ablate.config.enums import ResizeStrategy
+from msl_ablate.models.vision.base import VisionEncoder, option_file
 from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -47,7 +45,7 @@ class FusedVisionEncoder(VisionEncoder):
     """Concatenate the patch features of several encoders that share a token grid.
 
     Args:
-        encoders: Key -> built encoder, in channel order.
+        encoders: The built encoders, in channel order.
         name: The option name, for error messages.
 
     Raises:
@@ -55,19 +53,19 @@ class FusedVisionEncoder(VisionEncoder):
             encoder with its grid and token count).
     """
 
-    def __init__(self, encoders: dict[str, VisionEncoder], name: str = "?"):
+    def __init__(self, encoders: list[VisionEncoder], name: str = "?"):
         super().__init__()
         if len(encoders) < 2:
             raise ValueError(
-                f"vision.encoders needs at least two encoders to fuse, got {list(encoders)} "
+                f"vision.encoders needs at least two encoders to fuse, got {len(encoders)} "
                 f"({option_file(name)})"
             )
-        layouts = {key: (enc.grid_size, enc.num_tokens) for key, enc in encoders.items()}
-        if len(set(layouts.values())) > 1:
+        layouts = [(enc.grid_size, enc.num_tokens) for enc in encoders]
+        if len(set(layouts)) > 1:
             described = ", ".join(
-                f"{key} ({getattr(encoders[key], 'name', type(encoders[key]).__name__)}): "
+                f"vision.encoders[{i}] ({getattr(enc, 'name', type(enc).__name__)}): "
                 f"{grid[0]}x{grid[1]} grid, {tokens} tokens"
-                for key, (grid, tokens) in layouts.items()
+                for i, (enc, (grid, tokens)) in enumerate(zip(encoders, layouts, strict=True))
             )
             raise ValueError(
                 f"fused encoders must give the same token grid to concatenate per patch, got "
@@ -75,20 +73,20 @@ class FusedVisionEncoder(VisionEncoder):
                 f"and the same drop_cls ({option_file(name)})"
             )
         self.name = name
-        self.encoders = nn.ModuleDict(encoders)
-        self._transform = FusedTransform([enc.image_transform for enc in encoders.values()])
+        self.encoders = nn.ModuleList(encoders)
+        self._transform = FusedTransform([enc.image_transform for enc in encoders])
 
     @property
     def embed_dim(self) -> int:
-        return sum(enc.embed_dim for enc in self.encoders.values())
+        return sum(enc.embed_dim for enc in self.encoders)
 
     @property
     def grid_size(self) -> tuple[int, int]:
-        return next(iter(self.encoders.values())).grid_size
+        return next(iter(self.encoders)).grid_size
 
     @property
     def num_tokens(self) -> int:
-        return next(iter(self.encoders.values())).num_tokens
+        return next(iter(self.encoders)).num_tokens
 
     @property
     def blocks(self) -> nn.ModuleList:
@@ -97,7 +95,7 @@ class FusedVisionEncoder(VisionEncoder):
         With two encoders, ``partial`` with k trainable blocks trains the last k/2 of each; an
         encoder with fewer blocks drops out of the interleaving once it runs out.
         """
-        per_encoder = [list(enc.blocks) for enc in self.encoders.values()]
+        per_encoder = [list(enc.blocks) for enc in self.encoders]
         from_last = [
             blocks[-1 - depth]
             for depth in range(max(len(blocks) for blocks in per_encoder))
@@ -111,112 +109,48 @@ class FusedVisionEncoder(VisionEncoder):
         if len(chunks) != len(self.encoders) or chunks[-1].shape[1] != 3:
             raise RuntimeError(
                 f"fused encoder {self.name} expects {3 * len(self.encoders)} channels (3 per "
-                f"encoder {list(self.encoders)}), got {pixel_values.shape[1]}; were the images "
+                f"encoder), got {pixel_values.shape[1]}; were the images "
                 "made by its image_transform?"
             )
-        features = [enc(chunk) for enc, chunk in zip(self.encoders.values(), chunks, strict=True)]
+        features = [enc(chunk) for enc, chunk in zip(self.encoders, chunks, strict=True)]
         return torch.cat(features, dim=-1)  # (B, N, sum of D_v)
-
-
-def _specs(encoders: Any, where: str) -> dict[str, dict]:
-    """The sub-encoder specs as plain dicts, in order (``where``: for the error message)."""
-    if isinstance(encoders, DictConfig):
-        encoders = OmegaConf.to_container(encoders, resolve=True)
-    if not isinstance(encoders, dict) or not encoders:
-        raise ValueError(
-            f"vision.encoders must map a key to a sub-encoder spec, got {encoders!r} ({where})"
-        )
-    return encoders
-
-
-def joined_checkpoint(encoders: dict[str, dict]) -> str:
-    """The fused option's ``checkpoint`` when each encoder loads its own real one."""
-    return "+".join(str(spec["checkpoint"]) for spec in encoders.values())
 
 
 def build_fused_vision_encoder(
     name: str,
-    checkpoint: str,
-    model_class: str,
+    encoders: list[dict[str, Any]],
     image_size: int,
     feature_layer: int = -2,
     drop_cls: bool = True,
     resize: ResizeStrategy | str = ResizeStrategy.resize,
-    num_prefix_tokens: int | None = None,
-    model_name: str | None = None,
-    encoders: dict | None = None,
-) -> VisionEncoder:
-    """Build each sub-encoder with its own builder, then fuse them.
+) -> FusedVisionEncoder:
+    """Build each encoder with its own builder at the shared resolution, then fuse them.
 
     Args:
         name: The option name.
-        checkpoint: A folder with one sub-folder per encoder key (the twin's layout), or the
-            ``+``-joined sub-checkpoints, meaning each encoder loads its own.
-        model_class: The fusing class, called as ``cls(encoders, name)``.
+        encoders: Vision option specs (``_target_``, ``name``, ``checkpoint``, ...), their
+            checkpoints already resolved (``models/zoo.py``).
         image_size: Input resolution, shared by every encoder.
-        feature_layer: Default for sub-specs that do not set their own.
-        drop_cls: Default for sub-specs that do not set their own.
+        feature_layer: Default for encoders that do not set their own.
+        drop_cls: Default for encoders that do not set their own.
         resize: Resize strategy, shared by every encoder.
-        num_prefix_tokens: Must be null (set it per encoder).
-        model_name: Must be null (set it per encoder).
-        encoders: Key -> sub-encoder spec (``_target_``, ``name``, ``checkpoint``, ``twin``...).
 
     Returns:
         The fused encoder.
 
     Raises:
-        ValueError: A bad checkpoint, or a sub-spec that sets a shared key.
+        ValueError: An encoder sets a shared key.
     """
-    reject_unused(
-        "a fused encoder (set it per encoder under vision.encoders)",
-        name,
-        num_prefix_tokens=num_prefix_tokens,
-        model_name=model_name,
-    )
-    specs = _specs(encoders, option_file(name))
-    if Path(checkpoint).is_dir():
-        sub_checkpoints = {key: str(Path(checkpoint) / key) for key in specs}
-    elif checkpoint == joined_checkpoint(specs):
-        sub_checkpoints = {key: spec["checkpoint"] for key, spec in specs.items()}
-    else:
-        raise ValueError(
-            f"vision.checkpoint of a fused encoder must be a folder with sub-folders {list(specs)} "
-            f"or {joined_checkpoint(specs)!r}, got {checkpoint!r} ({option_file(name)})"
-        )
-    built: dict[str, VisionEncoder] = {}
-    for key, spec in specs.items():
+    built: list[VisionEncoder] = []
+    for i, spec in enumerate(encoders):
         shared = [k for k in SHARED_KEYS if k in spec]
         if shared:
             raise ValueError(
-                f"vision.encoders.{key} sets {shared}, which all encoders share: set vision."
+                f"vision.encoders[{i}] sets {shared}, which all encoders share: set vision."
                 f"{shared[0]} instead ({option_file(name)})"
             )
-        kwargs = {"feature_layer": feature_layer, "drop_cls": drop_cls}
-        kwargs.update({k: v for k, v in spec.items() if k != "twin"})
-        kwargs.update(
-            checkpoint=sub_checkpoints[key],
-            image_size=image_size,
-            resize=ResizeStrategy(resize).value,
-        )
-        log.info("Instantiating fused sub-encoder %s <%s>", key, kwargs["_target_"])
-        built[key] = instantiate(kwargs, _convert_="all")
-    return get_class(model_class)(built, name)
-
-
-def save_fused_twin(out_dir: Path, zoo_dir: Path, encoders: dict) -> None:
-    """Build every sub-encoder's twin into ``out_dir/<key>``.
-
-    Args:
-        out_dir: Folder to write.
-        zoo_dir: The zoo, passed on to the sub-twin builders.
-        encoders: Key -> sub-encoder spec, each with its own ``twin``.
-
-    Raises:
-        ValueError: A sub-encoder without a twin.
-    """
-    for key, spec in _specs(encoders, "the fused twin").items():
-        if not spec.get("twin"):
-            raise ValueError(f"vision.encoders.{key} has no `twin:` to build offline")
-        sub_dir = Path(out_dir) / key
-        sub_dir.mkdir(parents=True, exist_ok=True)
-        instantiate(spec["twin"], out_dir=sub_dir, zoo_dir=zoo_dir, _convert_="all")
+        kwargs = {"feature_layer": feature_layer, "drop_cls": drop_cls, **spec}
+        kwargs.update(image_size=image_size, resize=ResizeStrategy(resize).value)
+        log.info("Instantiating fused encoder %d <%s>", i, kwargs["_target_"])
+        built.append(instantiate(kwargs, _convert_="all"))
+    return FusedVisionEncoder(built, name)

@@ -11,14 +11,14 @@ from hydra.utils import get_class
 from torch import nn
 from transformers import AutoImageProcessor
 
+from msl_ablate.config.enums import ResizeStrategy
 from msl_ablate.models.vision.base import (
     VisionEncoder,
     blocks_feeding,
     check_token_count,
     option_file,
-    reject_unused,
 )
-from msl_ablate.models.vision.transforms import ImageTransform, ResizeStrategy
+from msl_ablate.models.vision.transforms import ImageTransform
 from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -128,8 +128,6 @@ def build_hf_vision_encoder(
     drop_cls: bool = False,
     resize: ResizeStrategy | str = ResizeStrategy.resize,
     num_prefix_tokens: int | None = None,
-    model_name: str | None = None,
-    encoders: dict | None = None,
 ) -> HFVisionEncoder:
     """Load a transformers vision tower and its preprocessing from a hub id or folder.
 
@@ -142,13 +140,10 @@ def build_hf_vision_encoder(
         drop_cls: Whether to drop the prefix tokens (CLS, registers).
         resize: Resize strategy.
         num_prefix_tokens: Prefix tokens the model emits (DINOv2 with 4 registers: 5).
-        model_name: Unused here (open_clip only); must be null.
-        encoders: Unused here (fused only); must be null.
 
     Returns:
         The encoder.
     """
-    reject_unused("a transformers encoder", name, model_name=model_name, encoders=encoders)
     cls = get_class(model_class)
     log.info("Loading vision encoder %s from %s (%s)", name, checkpoint, model_class)
     model = cls.from_pretrained(checkpoint)

@@ -19,14 +19,14 @@ from hydra.utils import get_class
 from safetensors.torch import save_file
 from torch import nn
 
+from msl_ablate.config.enums import ResizeStrategy
 from msl_ablate.models.vision.base import (
     VisionEncoder,
     blocks_feeding,
     check_token_count,
     option_file,
-    reject_unused,
 )
-from msl_ablate.models.vision.transforms import ImageTransform, ResizeStrategy
+from msl_ablate.models.vision.transforms import ImageTransform
 from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -43,11 +43,10 @@ class OpenCLIPVisionEncoder(VisionEncoder):
         feature_layer: Hidden-state index, transformers-style (-2: second-to-last block).
         drop_cls: Drop the class token.
         transform: The image transform built from the checkpoint's preprocess cfg.
-        num_prefix_tokens: Expected prefix count (open_clip ViTs have exactly 1); None: 1.
         name: The option name, for error messages.
 
     Raises:
-        ValueError: ``num_prefix_tokens`` is not 1, or ``feature_layer`` reads the embedding.
+        ValueError: ``feature_layer`` reads the embedding.
     """
 
     def __init__(
@@ -56,7 +55,6 @@ class OpenCLIPVisionEncoder(VisionEncoder):
         feature_layer: int,
         drop_cls: bool,
         transform: ImageTransform,
-        num_prefix_tokens: int | None = None,
         name: str = "?",
     ):
         super().__init__()
@@ -65,11 +63,6 @@ class OpenCLIPVisionEncoder(VisionEncoder):
         self.name = name
         self._transform = transform
         self.num_prefix_tokens = 1  # open_clip's VisionTransformer always prepends one CLS
-        if num_prefix_tokens not in (None, 1):
-            raise ValueError(
-                f"vision.num_prefix_tokens={num_prefix_tokens} but open_clip ViTs have 1 "
-                f"(the class token); set it to null or 1 ({option_file(name)})"
-            )
         depth = len(visual.transformer.resblocks)
         self._num_used_blocks = blocks_feeding(feature_layer, depth, name)
         if self._num_used_blocks == 0:
@@ -121,9 +114,7 @@ def build_open_clip_vision_encoder(
     feature_layer: int = -2,
     drop_cls: bool = False,
     resize: ResizeStrategy | str = ResizeStrategy.resize,
-    num_prefix_tokens: int | None = None,
     model_name: str | None = None,
-    encoders: dict | None = None,
 ) -> OpenCLIPVisionEncoder:
     """Create an open_clip model with pretrained weights at ``image_size`` and keep its image tower.
 
@@ -137,9 +128,7 @@ def build_open_clip_vision_encoder(
         feature_layer: Hidden-state index (transformers-style).
         drop_cls: Drop the class token.
         resize: Resize strategy.
-        num_prefix_tokens: Null or 1.
         model_name: open_clip architecture, e.g. ``ViT-B-16`` (a twin folder carries its own).
-        encoders: Unused here (fused only); must be null.
 
     Returns:
         The encoder.
@@ -148,7 +137,6 @@ def build_open_clip_vision_encoder(
         ValueError: ``model_name`` is missing for a tag or file checkpoint.
         TypeError: ``model.visual`` is not a ``model_class``.
     """
-    reject_unused("an open_clip encoder", name, encoders=encoders)
     if Path(checkpoint).is_dir():
         # The twin's model_cfg already records quick_gelu, and its preprocess_cfg mean/std.
         source, pretrained, quick_gelu = f"local-dir:{checkpoint}", None, False
@@ -179,9 +167,7 @@ def build_open_clip_vision_encoder(
         )
     preprocess = visual.preprocess_cfg  # the tag's (or twin's) mean/std
     transform = ImageTransform(image_size, preprocess["mean"], preprocess["std"], resize)
-    return OpenCLIPVisionEncoder(
-        visual, feature_layer, drop_cls, transform, num_prefix_tokens, name
-    )
+    return OpenCLIPVisionEncoder(visual, feature_layer, drop_cls, transform, name)
 
 
 def save_open_clip_twin(

@@ -19,14 +19,14 @@ from timm.data import resolve_model_data_config
 from timm.models import save_for_hf
 from torch import nn
 
+from msl_ablate.config.enums import ResizeStrategy
 from msl_ablate.models.vision.base import (
     VisionEncoder,
     blocks_feeding,
     check_token_count,
     option_file,
-    reject_unused,
 )
-from msl_ablate.models.vision.transforms import ImageTransform, ResizeStrategy
+from msl_ablate.models.vision.transforms import ImageTransform
 from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -121,8 +121,6 @@ def build_timm_vision_encoder(
     drop_cls: bool = False,
     resize: ResizeStrategy | str = ResizeStrategy.resize,
     num_prefix_tokens: int | None = None,
-    model_name: str | None = None,
-    encoders: dict | None = None,
 ) -> TimmVisionEncoder:
     """Create a timm vision transformer with pretrained weights, at ``image_size``.
 
@@ -138,8 +136,6 @@ def build_timm_vision_encoder(
         drop_cls: Drop the prefix tokens.
         resize: Resize strategy.
         num_prefix_tokens: Expected prefix count (checked), or null to take timm's.
-        model_name: Unused here (open_clip only); must be null.
-        encoders: Unused here (fused only); must be null.
 
     Returns:
         The encoder.
@@ -147,7 +143,6 @@ def build_timm_vision_encoder(
     Raises:
         TypeError: The created model is not a ``model_class``.
     """
-    reject_unused("a timm encoder", name, model_name=model_name, encoders=encoders)
     source = f"local-dir:{checkpoint}" if Path(checkpoint).is_dir() else checkpoint
     log.info("Creating timm vision encoder %s from %s", name, source)
     # num_classes=0: the classifier head is never used; timm drops its weights when loading.

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from enum import Enum
-
 import numpy as np
 import torch
 from PIL import Image
 
-
-class ResizeStrategy(str, Enum):
-    """How a non-square image becomes a square one."""
-
-    resize = "resize"  # squash to the target size (aspect ratio not kept)
-    letterbox = "letterbox"  # pad to square with the mean colour, as LLaVA-1.5 does
-    center_crop = "center_crop"  # shorter side to size, then crop the centre
+from msl_ablate.config.enums import ResizeStrategy
 
 
 class ImageTransform:

@@ -2,7 +2,8 @@
 
 Composes and checks the config like ``train``, builds the model (real checkpoints, or their
 tiny twins with ``offline_twins=true``) and prints the resolved checkpoints, the image-token
-count and sequence budget, and for each stage the parameters trained per component.
+count and sequence budget (``data.max_length``, derived when null), and for each stage the
+parameters trained per component.
 """
 
 from __future__ import annotations
@@ -12,10 +13,8 @@ from typing import TextIO
 
 from omegaconf import DictConfig
 
-from msl_ablate.config.checks import check_config
-from msl_ablate.config.compose import compose
-from msl_ablate.models.assemble import build_vlm, resolved_checkpoints
-from msl_ablate.training.strategy import apply_stage, trainability_table
+from msl_ablate.config.compose import absolutize_paths, compose
+from msl_ablate.experiment.checks import check
 
 USAGE = (
     "usage: msl-ablate describe [overrides]   e.g. msl-ablate describe lm=phi_2 offline_twins=true"
@@ -41,32 +40,31 @@ def describe(cfg: DictConfig, out: TextIO) -> None:
         out: Where to write (stdout for the command).
 
     Raises:
-        ConfigError: The config fails ``check_config``.
-        ValueError: The strategy does not fit the built model (e.g. ``trainable_blocks``).
-        ValueError: Image tokens leave no room for text within ``data.max_length``.
+        ConfigError: The config fails the checks.
+        ValueError: The strategy does not fit the built model (e.g. ``trainable_blocks``), or
+            the sequence budget does not (no room for text, longer than the LM's context).
     """
-    check_config(cfg)
+    from msl_ablate.models.assemble import build_vlm, max_sequence_length, resolved_checkpoints
+    from msl_ablate.training.strategy import apply_stage, trainability_table
+
+    check(cfg)
     lines = _header(cfg)
     lines.append("checkpoints:")
-    lines += [f"  {group:<7} {path}" for group, path in resolved_checkpoints(cfg).items()]
+    lines += [f"  {where:<19} {path}" for where, path in resolved_checkpoints(cfg).items()]
     vlm = build_vlm(cfg)
     n_image = vlm.num_image_tokens
-    budget = cfg.data.max_length - n_image
     lines.append(f"image tokens: {n_image} per image (vision.image_size={cfg.vision.image_size})")
+    length = max_sequence_length(cfg, vlm)
+    derived = " (derived: data.max_length is null)" if cfg.data.max_length is None else ""
     lines.append(
-        f"sequence budget: data.max_length={cfg.data.max_length} = {n_image} image tokens "
-        f"+ {budget} text tokens (one image per sample)"
+        f"sequence budget: {length} = {n_image} image tokens + {length - n_image} text tokens "
+        f"(one image per sample){derived}"
     )
     for name, stage in cfg.strategy.stages.items():
         apply_stage(vlm, stage)  # in order, as training does: LoRA adapters persist
         lines.append(f"stage {name} ({stage.split}, {stage.max_steps} steps):")
         lines += [f"  {row}" for row in trainability_table(vlm, stage).splitlines()]
     out.write("\n".join(lines) + "\n")
-    if budget <= 0:
-        raise ValueError(
-            f"data.max_length={cfg.data.max_length} leaves no room for text after {n_image} image "
-            f"tokens; raise data.max_length or lower vision.image_size"
-        )
 
 
 def main(argv: list[str]) -> int:
@@ -79,7 +77,9 @@ def main(argv: list[str]) -> int:
         print(USAGE)
         return 0
     try:
-        describe(compose(argv), sys.stdout)
+        cfg = compose(argv)
+        absolutize_paths(cfg)
+        describe(cfg, sys.stdout)
     except (ValueError, OSError, RuntimeError) as err:
         # ConfigError is a ValueError; OSError covers checkpoints that cannot be loaded.
         print(f"msl-ablate describe: {err}", file=sys.stderr)

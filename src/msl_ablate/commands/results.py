@@ -6,16 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from msl_ablate.config.compose import absolutize_paths, compose
 from msl_ablate.results import store
+from msl_ablate.utils.errors import ConfigError
+from msl_ablate.utils.logging import setup_console_logging
 
 
 def main(argv: list[str] | None = None) -> int:
     """Print the results store; with ``--rebuild`` first rebuild it from MLflow alone."""
-    from msl_ablate.config.compose import compose
-    from msl_ablate.train import absolutize_paths
-    from msl_ablate.utils.errors import ConfigError
-    from msl_ablate.utils.logging import setup_console_logging
-
     parser = argparse.ArgumentParser(prog="msl-ablate results", description=main.__doc__)
     parser.add_argument(
         "--rebuild", action="store_true", help="rebuild results/runs.csv from MLflow"

@@ -1,14 +1,14 @@
 """``msl-ablate evaluate --run RUN [--benchmarks a,b] [overrides]``: benchmark a finished run.
 
 ``RUN`` is a run key (``outputs/runs/<run_key>/``) or an MLflow run id. The model is rebuilt
-from the run's saved ``config.yaml``: the same builders, each stage's trainability replayed
-(``apply_stage``, so LoRA wrapping happens) and its ``trainable.safetensors`` loaded in order.
-Then every benchmark is generated and scored, the metrics are logged to the run's MLflow run
-(metrics only) and its results-store row is rebuilt from MLflow.
+from the run's saved ``config.yaml`` and brought to the end of its strategy by the stage loop
+that ``train`` uses (``experiment.stages.run_stages``, replaying finished stages only). Then
+every benchmark is generated and scored (the held-out split too, named ``eval.split``), the
+metrics are logged to the run's MLflow run and its results-store row is rebuilt from MLflow.
 
 ``paths.*`` and ``tracking.*`` come from the command line (defaults + overrides), like
 ``msl-ablate results``: they say where the run is now. Everything else comes from the run's
-config; ``eval.*`` overrides apply on top of it (batch size, suite sizes, ...).
+config; ``eval.*``, ``benchmarks=`` (the suite) and ``num_threads`` overrides apply on top of it.
 """
 
 from __future__ import annotations
@@ -18,16 +18,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from msl_ablate.config.compose import absolutize_paths, compose
+from msl_ablate.experiment.checks import check
+from msl_ablate.experiment.layout import RUN_CONFIG, RunLayout, runs_dir
 from msl_ablate.utils.errors import ConfigError, DataError
 from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
 
 EXIT_BAD_INPUT = 2
-# Override prefixes that apply to the run's saved config (paths/tracking locate the run).
-RUN_OVERRIDES = ("eval.", "num_threads")
+# Root keys an override may set: where the run is now, and how to evaluate it. The model,
+# data and strategy are the run's own (its config.yaml).
+WHERE_KEYS = ("paths", "tracking")
+HOW_KEYS = ("eval", "benchmarks", "num_threads")  # `benchmarks` is the suite group (eval.suite)
 
 
 def _client(tracking: DictConfig):
@@ -72,36 +78,61 @@ def locate_run(run: str, current: DictConfig) -> tuple[str, Path, str | None]:
     """
     from mlflow.exceptions import MlflowException
 
-    from msl_ablate.experiment import RUN_CONFIG
-
-    runs_dir = Path(current.paths.output_dir) / "runs"
+    runs = runs_dir(current.paths.output_dir)
     client = _client(current.tracking)
-    if (runs_dir / run / RUN_CONFIG).is_file():
+    if (runs / run / RUN_CONFIG).is_file():
         if client is None:
-            return run, runs_dir / run, None
-        return run, runs_dir / run, _newest_finished(client, current.tracking.experiment, run)
+            return run, runs / run, None
+        return run, runs / run, _newest_finished(client, current.tracking.experiment, run)
     if client is not None:
         try:
             key = client.get_run(run).data.tags.get("run_key")
         except MlflowException:
             key = None
-        if key is not None and (runs_dir / key / RUN_CONFIG).is_file():
-            return key, runs_dir / key, run
+        if key is not None and (runs / key / RUN_CONFIG).is_file():
+            return key, runs / key, run
         if key is not None:
             raise FileNotFoundError(
-                f"--run {run!r}: MLflow run of run key {key!r}, but {runs_dir / key / RUN_CONFIG} "
+                f"--run {run!r}: MLflow run of run key {key!r}, but {runs / key / RUN_CONFIG} "
                 f"does not exist (pass the paths.root the run was trained with)"
             )
-    known = sorted(p.parent.name for p in runs_dir.glob(f"*/{RUN_CONFIG}"))
+    known = sorted(p.parent.name for p in runs.glob(f"*/{RUN_CONFIG}"))
     raise FileNotFoundError(
-        f"--run {run!r} is neither a run key with {runs_dir}/<run_key>/{RUN_CONFIG} "
+        f"--run {run!r} is neither a run key with {runs}/<run_key>/{RUN_CONFIG} "
         f"(known: {known or 'none'}) nor an MLflow run id in {current.tracking.tracking_uri} "
         f"(set paths.root=... / tracking.tracking_uri=... to where the run is)"
     )
 
 
+def override_keys(overrides: list[str]) -> list[str]:
+    """The config key (or group) each override sets, as Hydra parses it."""
+    return [o.key_or_group for o in OverridesParser.create().parse_overrides(overrides)]
+
+
+def check_overrides(overrides: list[str]) -> None:
+    """Reject overrides of the model: it comes from the run's ``config.yaml``.
+
+    Raises:
+        ConfigError: Listing every override whose root key is not in ``WHERE_KEYS + HOW_KEYS``.
+    """
+    allowed = (*WHERE_KEYS, *HOW_KEYS)
+    bad = [
+        o for o, key in zip(overrides, override_keys(overrides), strict=True)
+        if key.split(".")[0] not in allowed
+    ]  # fmt: skip
+    if bad:
+        raise ConfigError(
+            [
+                f"override {o!r}: evaluate takes only {', '.join(f'{k}.*' for k in WHERE_KEYS)}, "
+                f"eval.*, benchmarks= and num_threads (the model is the run's, from "
+                f"outputs/runs/<run_key>/config.yaml)"
+                for o in bad
+            ]
+        )
+
+
 def load_run_config(run_dir: Path, current: DictConfig, overrides: list[str]) -> DictConfig:
-    """The run's saved config with today's ``paths``/``tracking`` and the ``eval`` overrides.
+    """The run's saved config with today's ``paths``/``tracking`` and the ``HOW_KEYS`` overrides.
 
     Raises:
         ConfigError: The saved config does not fit the schema (e.g. a key removed since).
@@ -109,58 +140,26 @@ def load_run_config(run_dir: Path, current: DictConfig, overrides: list[str]) ->
     from omegaconf.errors import OmegaConfBaseException
 
     from msl_ablate.config.schema import TrainConfig
-    from msl_ablate.experiment import RUN_CONFIG
 
+    path = RunLayout(run_dir).config
     try:  # typed like a composed config (enums, defaults) and checked against the schema
-        cfg = OmegaConf.merge(
-            OmegaConf.structured(TrainConfig), OmegaConf.load(run_dir / RUN_CONFIG)
-        )
+        cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(path))
     except OmegaConfBaseException as err:
-        raise ConfigError(f"{run_dir / RUN_CONFIG} does not fit the config schema: {err}") from err
-    where = {g: OmegaConf.to_container(current[g], resolve=True) for g in ("paths", "tracking")}
+        raise ConfigError(f"{path} does not fit the config schema: {err}") from err
+    where = {g: OmegaConf.to_container(current[g], resolve=True) for g in WHERE_KEYS}
     cfg = OmegaConf.merge(cfg, where)  # both groups have fixed keys: the merge replaces them
-    for key in map(_override_key, overrides):
+    for key in override_keys(overrides):
         if key == "benchmarks":  # another suite option (conf/benchmarks/)
             cfg.eval.suite = current.eval.suite
-        elif key.startswith(RUN_OVERRIDES):
+        elif key.split(".")[0] in HOW_KEYS:
             OmegaConf.update(cfg, key, OmegaConf.select(current, key), force_add=True)
     return cfg
 
 
-def _override_key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+")
-
-
-def check_overrides(overrides: list[str]) -> None:
-    """Reject overrides of the model: it comes from the run's ``config.yaml``.
-
-    Raises:
-        ConfigError: Listing every override that is not ``paths.*``, ``tracking.*``,
-            ``eval.*``, ``benchmarks=`` or ``num_threads``.
-    """
-    allowed = ("paths.", "tracking.", "benchmarks", *RUN_OVERRIDES)
-    bad = [o for o in overrides if not _override_key(o).startswith(allowed)]
-    if bad:
-        raise ConfigError(
-            [
-                f"override {o!r}: evaluate takes only paths.*, tracking.*, eval.*, benchmarks= and "
-                f"num_threads (the model is the run's, from outputs/runs/<run_key>/config.yaml)"
-                for o in bad
-            ]
-        )
-
-
-def restore_vlm(cfg: DictConfig, run_dir: Path):
-    """Rebuild the run's model and load every stage's trainable weights, in stage order."""
-    from msl_ablate.experiment import STAGE_CHECKPOINT
-    from msl_ablate.models.assemble import build_vlm
-    from msl_ablate.training.strategy import apply_stage, load_trainable
-
-    vlm = build_vlm(cfg)
-    for name, stage in cfg.strategy.stages.items():
-        apply_stage(vlm, stage)  # wraps LoRA where the stage did, so the saved keys exist
-        load_trainable(vlm, run_dir / name / STAGE_CHECKPOINT)
-    return vlm
+def select_benchmarks(cfg: DictConfig, names: list[str]) -> None:
+    """Evaluate only ``names``: suite benchmarks, and the held-out split if its name is there."""
+    cfg.eval.split = cfg.eval.split if cfg.eval.split in names else None
+    cfg.eval.benchmarks = [name for name in names if name != cfg.eval.split]
 
 
 def evaluate_run(run: str, benchmarks: list[str] | None, overrides: list[str]) -> dict[str, Any]:
@@ -168,23 +167,25 @@ def evaluate_run(run: str, benchmarks: list[str] | None, overrides: list[str]) -
 
     Args:
         run: Run key or MLflow run id.
-        benchmarks: Benchmarks of ``eval.suite`` (default: the run's ``eval.benchmarks``).
-        overrides: ``paths.*``, ``tracking.*``, ``eval.*`` overrides.
+        benchmarks: Names to run: benchmarks of ``eval.suite`` and/or ``eval.split`` (default:
+            the run's ``eval.split`` and ``eval.benchmarks``).
+        overrides: ``paths.*``, ``tracking.*``, ``eval.*``, ``benchmarks=``, ``num_threads``.
 
     Returns:
         ``{"run_key", "mlflow_run_id", "run_dir", "stage", "benchmarks", "metrics", "row"}``
-        (``row``: the store row, None without an MLflow run).
+        (``benchmarks``: name -> scorer; ``row``: the store row, None without an MLflow run).
 
     Raises:
         ConfigError: Bad overrides or benchmark names.
-        FileNotFoundError: No such run, or a stage checkpoint is missing.
+        FileNotFoundError: No such run, or a stage of it is not finished.
     """
     import torch
 
-    from msl_ablate.config.compose import compose
-    from msl_ablate.evaluation.suite_eval import eval_problems, evaluate_suite
+    from msl_ablate.evaluation.suite_eval import benchmark_specs, evaluate_benchmarks
+    from msl_ablate.experiment.stages import run_stages
+    from msl_ablate.models.assemble import build_vlm, max_sequence_length
     from msl_ablate.results import store
-    from msl_ablate.train import absolutize_paths
+    from msl_ablate.tracking.mlflow_run import MlflowRun
 
     check_overrides(overrides)
     current = compose(overrides)
@@ -192,21 +193,22 @@ def evaluate_run(run: str, benchmarks: list[str] | None, overrides: list[str]) -
     key, run_dir, run_id = locate_run(run, current)
     cfg = load_run_config(run_dir, current, overrides)
     if benchmarks is not None:
-        cfg.eval.benchmarks = benchmarks
-    problems = eval_problems(cfg)
-    if problems:
-        raise ConfigError(problems)
+        select_benchmarks(cfg, benchmarks)
+    check(cfg)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    vlm = restore_vlm(cfg, run_dir)
+    layout = RunLayout(run_dir)
+    vlm = build_vlm(cfg)
+    specs = benchmark_specs(cfg)
+    run_stages(cfg, vlm, layout, max_sequence_length(cfg, vlm), train=False)
     stage = list(cfg.strategy.stages)[-1]
-    metrics = evaluate_suite(cfg, vlm, run_dir, stage)
+    metrics = evaluate_benchmarks(cfg, vlm, specs, layout.eval_dir, stage)
     result: dict[str, Any] = {
         "run_key": key,
         "mlflow_run_id": run_id,
         "run_dir": run_dir,
         "stage": stage,
-        "benchmarks": list(cfg.eval.benchmarks),
+        "benchmarks": {spec.name: spec.scorer for spec in specs},
         "metrics": metrics,
         "row": None,
     }
@@ -218,14 +220,8 @@ def evaluate_run(run: str, benchmarks: list[str] | None, overrides: list[str]) -
             cfg.tracking.tracking_uri,
         )
     else:
-        import time
-
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
-        for i in range(0, len(batch), 1000):  # MLflow takes at most 1000 metrics per batch
-            client.log_batch(run_id, metrics=batch[i : i + 1000])
+        tracker = MlflowRun(cfg.tracking, run_id=run_id)
+        tracker.log_metrics(metrics)
         result["row"] = store.row_from_run(client.get_run(run_id))
         store.upsert(Path(cfg.paths.results_dir) / store.STORE_FILE, result["row"])
     return result
@@ -241,11 +237,11 @@ def report(result: dict[str, Any]) -> str:
         f"all metrics in {result['run_dir']}/eval/<benchmark>/metrics.json",
         f"  {'benchmark':<10} {'metric':<18} {'value':>8} {'questions':>9} {'missing':>7}",
     ]
-    for name in result["benchmarks"]:
-        metric = HEADLINE_METRICS.get(name, ("accuracy", ""))[0]
-        if f"{stage}/{name}/n_questions" not in metrics:
+    for name, scorer in result["benchmarks"].items():
+        if scorer is None:
             lines.append(f"  {name:<10} (no local metric; answers exported)")
             continue
+        metric = HEADLINE_METRICS[scorer][0]
         value = metrics.get(f"{stage}/{name}/{metric}", float("nan"))
         n, missing = (int(metrics[f"{stage}/{name}/{k}"]) for k in ("n_questions", "n_missing"))
         lines.append(f"  {name:<10} {metric:<18} {value:8.2f} {n:9d} {missing:7d}")
@@ -258,8 +254,12 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="msl-ablate evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--run", required=True, help="run key or MLflow run id")
-    parser.add_argument("--benchmarks", help="comma-separated benchmarks of eval.suite")
-    parser.add_argument("overrides", nargs="*", help="paths.*, tracking.*, eval.* overrides")
+    parser.add_argument(
+        "--benchmarks", help="comma-separated benchmarks of eval.suite, and/or eval.split (eval)"
+    )
+    parser.add_argument(
+        "overrides", nargs="*", help="paths.*, tracking.*, eval.*, benchmarks=, num_threads"
+    )
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # usage errors and --help: return the code instead of exiting

@@ -7,17 +7,18 @@ Usage::
 
 Prints the metrics as JSON (indent 2, sorted keys). Bad input files give one error line on
 stderr naming the file, line and id, and exit code 2. Also runnable as
-``python -m msl_ablate.evaluation.scoring.cli``.
+``python -m msl_ablate.commands.score``.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from pathlib import Path
 
-from msl_ablate.evaluation.scoring.benchmarks import SCORERS, SPLIT_BENCHMARKS, score
+from msl_ablate.evaluation.scoring.benchmarks import SCORERS, score
 from msl_ablate.evaluation.scoring.files import write_text_atomic
 
 EXIT_BAD_INPUT = 2
@@ -32,12 +33,13 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     Returns:
         The same parser.
     """
+    with_split = [n for n, f in SCORERS.items() if "split" in inspect.signature(f).parameters]
     parser.add_argument("benchmark", choices=sorted(SCORERS), help="benchmark to score")
     parser.add_argument("--annotations", type=Path, required=True, help="official annotations")
     parser.add_argument("--predictions", type=Path, required=True, help="JSON-lines answers")
     parser.add_argument(
         "--split",
-        help=f"split to score (only {', '.join(sorted(SPLIT_BENCHMARKS))}; sqa_img default: test)",
+        help=f"split to score (only {', '.join(sorted(with_split))}; sqa_img default: test)",
     )
     parser.add_argument("--output", type=Path, help="also write the metrics JSON here")
     return parser
