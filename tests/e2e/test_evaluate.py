@@ -9,8 +9,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from msl_ablate.cli import main
-from msl_ablate.results import store
 from msl_ablate.commands.train import run_train
+from msl_ablate.results import store
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from msl_ablate import experiment
+from msl_ablate.experiment import run as experiment_run
+from msl_ablate.experiment.layout import RunLayout
 from msl_ablate.commands.train import run_train
 from msl_ablate.training.lit_module import VLMLitModule
 
@@ -22,7 +23,7 @@ def test_crash_after_training_is_failed_and_rerun_skips_finished_stages(make_cfg
         raise RuntimeError("evaluation crashed")
 
     with monkeypatch.context() as patch:
-        patch.setattr(experiment, "evaluate", crash)
+        patch.setattr(experiment_run, "evaluate_benchmarks", crash)
         with pytest.raises(RuntimeError, match="evaluation crashed"):
             run_train(cfg)
     client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
@@ -34,9 +35,9 @@ def test_crash_after_training_is_failed_and_rerun_skips_finished_stages(make_cfg
     assert failed.info.status == "FAILED"
     assert failed.data.tags["stage"] == "eval"  # where it stopped
     key = failed.data.tags["run_key"]
-    run_dir = experiment.Path(cfg.paths.output_dir) / "runs" / key
-    assert (run_dir / "align" / "trainable.safetensors").is_file()
-    assert (run_dir / "finetune" / "trainable.safetensors").is_file()
+    layout = RunLayout.of(cfg.paths.output_dir, key)
+    assert layout.stage_checkpoint("align").is_file()
+    assert layout.stage_checkpoint("finetune").is_file()
 
     def no_training(self, batch, batch_idx):
         raise AssertionError("a finished stage was trained again")

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from msl_ablate.commands.train import run_train
 from msl_ablate.evaluation.headline import HEADLINE_METRICS
 from msl_ablate.results import store
-from msl_ablate.commands.train import run_train
 
 
 @pytest.fixture

@@ -26,11 +26,11 @@ def test_describe_prints_the_model(tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "lm=qwen2_15b_instruct" in out and "strategy=vfull_lmlora" in out
     assert "tuning=dpo" in out and "chat_template=checkpoint" in out
-    zoo = re.findall(r"^\s+(vision|lm)\s+(\S+)$", out, re.M)
+    zoo = re.findall(r"^\s+(vision|lm)\s+(\S+)$", out, re.M)  # config key, checkpoint
     assert [g for g, _ in zoo] == ["vision", "lm"]
     assert all(Path(path).is_dir() for _, path in zoo)  # the twins, resolved and built
     assert "image tokens: 16 per image" in out
-    assert "data.max_length=100 = 16 image tokens + 84 text tokens" in out
+    assert "sequence budget: 100 = 16 image tokens + 84 text tokens" in out
 
     align, finetune = _counts(out, "align"), _counts(out, "finetune")
     assert [m for m, _, _ in align.values()] == ["frozen", "full", "frozen"]
@@ -70,6 +70,19 @@ def test_describe_no_room_for_text(tmp_path: Path, capsys) -> None:
     captured = capsys.readouterr()
     assert "image tokens: 16 per image" in captured.out
     assert "data.max_length=16 leaves no room for text after 16 image tokens" in captured.err
+    assert "set data.max_length=128 or null" in captured.err  # the value to set
+
+
+def test_describe_derives_the_budget_from_the_image_tokens(tmp_path: Path, capsys) -> None:
+    # SigLIP-384: 729 image tokens; with data.max_length null the text keeps its own budget.
+    argv = ["vision=siglip_so400m_p14_384", "lm=phi_2", "offline_twins=true"]
+    assert main([*argv, "data.max_text_length=256", f"paths.root={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "sequence budget: 985 = 729 image tokens + 256 text tokens" in out
+    assert "(derived: data.max_length is null)" in out
+    assert main([*argv, "data.max_length=4096", f"paths.root={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert "exceeds the context of lm=phi_2 (2048 tokens); set data.max_text_length=1319" in err
 
 
 @pytest.mark.parametrize("flag", ["-h", "--help"])

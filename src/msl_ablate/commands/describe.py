@@ -54,6 +54,8 @@ def describe(cfg: DictConfig, out: TextIO) -> None:
     vlm = build_vlm(cfg)
     n_image = vlm.num_image_tokens
     lines.append(f"image tokens: {n_image} per image (vision.image_size={cfg.vision.image_size})")
+    out.write("\n".join(lines) + "\n")  # what was built, before a budget that does not fit
+    lines = []
     length = max_sequence_length(cfg, vlm)
     derived = " (derived: data.max_length is null)" if cfg.data.max_length is None else ""
     lines.append(

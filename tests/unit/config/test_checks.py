@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+import torch
 
 from msl_ablate.config import checks
 from msl_ablate.config.checks import check_config
@@ -23,7 +24,7 @@ def _problems(make_cfg, *overrides: str) -> list[str]:
 
 
 def _no_qlora_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(checks.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -104,13 +105,13 @@ def test_qlora_without_cuda_or_bitsandbytes(make_cfg, monkeypatch) -> None:
 
 
 def test_qlora_passes_with_cuda_and_bitsandbytes(make_cfg, monkeypatch) -> None:
-    monkeypatch.setattr(checks.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(checks.importlib.util, "find_spec", lambda name: object())
     check_config(make_cfg("strategy=vfrozen_lmlora", f"{FT}.lm.mode=qlora", "trainer=gpu"))
 
 
 def test_full_lm_next_to_qlora(make_cfg, monkeypatch) -> None:
-    monkeypatch.setattr(checks.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(checks.importlib.util, "find_spec", lambda name: object())
     problems = _problems(
         make_cfg, "strategy.stages.align.lm.mode=qlora", "strategy.stages.align.lm.lr=1e-4",
@@ -145,14 +146,14 @@ def test_lora_settings_agree_across_stages(make_cfg) -> None:
 
 def test_optimizer_settings(make_cfg) -> None:
     problems = _problems(
-        make_cfg, f"{FT}.betas=[0.9,1.0]", f"{FT}.eps=0", f"{FT}.warmup_ratio=1.5",
-        f"{FT}.weight_decay=-0.1",
+        make_cfg, f"{FT}.optimizer.betas=[0.9,1.0]", f"{FT}.optimizer.eps=0",
+        f"{FT}.warmup_ratio=1.5", f"{FT}.optimizer.weight_decay=-0.1",
     )  # fmt: skip
     assert problems == [
         f"{FT}.warmup_ratio must be in [0, 1), got 1.5",
-        f"{FT}.weight_decay must be >= 0, got -0.1",
-        f"{FT}.betas must be two numbers in [0, 1), got [0.9, 1.0]",
-        f"{FT}.eps must be > 0, got 0.0",
+        f"{FT}.optimizer.weight_decay must be >= 0, got -0.1",
+        f"{FT}.optimizer.betas must be two numbers in [0, 1), got [0.9, 1.0]",
+        f"{FT}.optimizer.eps must be > 0, got 0.0",
     ]
 
 

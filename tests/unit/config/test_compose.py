@@ -42,11 +42,17 @@ def test_wrong_type_fails_at_compose():
 def test_cli_reports_config_errors_without_traceback(capsys):
     from msl_ablate.cli import main
 
-    with pytest.raises(SystemExit) as exit_info:
+    with pytest.raises(SystemExit) as exit_info:  # Hydra cannot compose it: Hydra's exit code
         main(["train", "projector=nosuch"])
-    assert exit_info.value.code == 2
+    assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert "Available options in 'projector'" in err and "mlp2x_gelu" in err
+    assert "Traceback" not in err
+    with pytest.raises(SystemExit) as exit_info:  # composed, but fails the checks
+        main(["train", "strategy.stages.finetune.lm.lr=0"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "strategy.stages.finetune.lm.lr must be > 0 when mode=full, got 0.0" in err
     assert "Traceback" not in err
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from msl_ablate.evaluation.scoring.benchmarks import SCORERS
 from msl_ablate.commands.score import main
+from msl_ablate.evaluation.scoring.benchmarks import SCORERS
 from msl_ablate.evaluation.scoring.gqa import write_gqa
 from msl_ablate.evaluation.scoring.predictions import write_predictions
 
@@ -25,8 +25,9 @@ def gqa_files(tmp_path: Path) -> tuple[Path, Path]:
     return ann, write_predictions(tmp_path / "a.jsonl", {"1": "Red.", "2": "yes"})
 
 
-def test_registry_has_the_seven_benchmarks() -> None:
-    assert set(SCORERS) == {"vqav2", "textvqa", "gqa", "sqa_img", "pope", "mme", "mmbench"}
+def test_registry_has_the_seven_benchmarks_and_exact_match() -> None:
+    seven = {"vqav2", "textvqa", "gqa", "sqa_img", "pope", "mme", "mmbench"}
+    assert set(SCORERS) == seven | {"exact_match"}
 
 
 def test_cli_prints_and_writes_metrics(

@@ -9,8 +9,8 @@ import torch
 from omegaconf import open_dict
 
 from msl_ablate.config.checks import check_config
-from msl_ablate.models.assemble import build_vlm
 from msl_ablate.config.enums import uses_qlora
+from msl_ablate.models.assemble import build_vlm
 from msl_ablate.training.strategy import apply_stage
 
 

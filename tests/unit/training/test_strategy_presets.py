@@ -128,10 +128,13 @@ def test_partial_vision_trains_the_last_blocks(make_cfg) -> None:
 def test_figure5_cells_follow_the_reference_recipe(make_cfg, preset: str) -> None:
     stages = make_cfg(f"strategy={preset}", tiny=False).strategy.stages
     align, finetune = stages.align, stages.finetune
-    assert (align.batch_size, align.warmup_ratio, align.weight_decay) == (256, 0.03, 0.0)
+    assert (align.batch_size, align.warmup_ratio, align.optimizer.weight_decay) == (256, 0.03, 0.0)
     assert (align.projector.mode.value, align.projector.lr) == ("full", 1e-3)
     assert (align.vision.mode.value, align.lm.mode.value) == ("frozen", "frozen")
-    assert (finetune.batch_size, list(finetune.betas), finetune.eps) == (128, [0.9, 0.98], 1e-7)
+    opt = finetune.optimizer
+    assert (finetune.batch_size, list(opt.betas), opt.eps) == (128, [0.9, 0.98], 1e-7)
+    assert opt._target_ == "torch.optim.AdamW"
+    assert finetune.scheduler._target_ == "transformers.get_cosine_schedule_with_warmup"
     assert finetune.projector.lr == 2e-5
     vision, lm = FIGURE5[preset]
     assert (finetune.vision.mode.value, finetune.lm.mode.value) == (vision, lm)

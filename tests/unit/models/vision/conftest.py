@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from msl_ablate.models.vision.base import VisionEncoder
-from msl_ablate.models.zoo import resolve_checkpoint
+from msl_ablate.models.zoo import builder_kwargs
 
 
 @pytest.fixture(scope="session")
@@ -45,10 +45,7 @@ def option_cfg(
 
 def build_encoder(cfg: DictConfig) -> VisionEncoder:
     """Build only the vision encoder, with the same arguments as ``assemble.build_vlm``."""
-    kwargs = OmegaConf.to_container(cfg.vision, resolve=True)
-    kwargs.pop("twin", None)
-    kwargs["checkpoint"] = resolve_checkpoint(cfg.vision, cfg.offline_twins, cfg.paths.zoo_dir)
-    return instantiate(kwargs)
+    return instantiate(builder_kwargs(cfg.vision, cfg.offline_twins, cfg.paths.zoo_dir))
 
 
 @pytest.fixture

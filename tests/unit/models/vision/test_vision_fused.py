@@ -8,15 +8,15 @@ import pytest
 import torch
 from PIL import Image
 
+from msl_ablate.models.assemble import resolved_checkpoints
 from msl_ablate.models.vision.fused import FusedVisionEncoder
-from msl_ablate.models.zoo import resolve_checkpoint
 
 FUSED = "dinov2_siglip_fused"
 
 
 def test_features_concatenate_each_encoder_on_its_own_channels(make_encoder):
     fused = make_encoder(FUSED, image_size=56)
-    dinov2, siglip = fused.encoders["dinov2"], fused.encoders["siglip"]
+    dinov2, siglip = fused.encoders
     assert fused.embed_dim == dinov2.embed_dim + siglip.embed_dim == 64 + 32
     assert fused.grid_size == (4, 4) and fused.num_tokens == 16
 
@@ -37,10 +37,10 @@ def test_grid_mismatch_names_both_encoders_and_grids(make_encoder, raises_cause)
     # SigLIP twin with patch 16: at 56 px it gives 3x3 while DINOv2 (patch 14) gives 4x4.
     with raises_cause(
         ValueError,
-        r"dinov2 \(timm_dinov2_l14_reg4\): 4x4 grid, 16 tokens, "
-        r"siglip \(siglip_so400m_p14_384\): 3x3 grid, 9 tokens",
+        r"vision.encoders\[0\] \(timm_dinov2_l14_reg4\): 4x4 grid, 16 tokens, "
+        r"vision.encoders\[1\] \(siglip_so400m_p14_384\): 3x3 grid, 9 tokens",
     ):
-        make_encoder(FUSED, image_size=56, **{"encoders.siglip.twin.config.patch_size": 16})
+        make_encoder(FUSED, image_size=56, **{"encoders.1.twin.config.patch_size": 16})
 
 
 def test_grid_mismatch_of_two_built_encoders(make_encoder):
@@ -48,8 +48,10 @@ def test_grid_mismatch_of_two_built_encoders(make_encoder):
         make_encoder("clip_b16", image_size=56),
         make_encoder("dinov2_base", image_size=56),
     )
-    with pytest.raises(ValueError, match=r"clip \(clip_b16\): 3x3 grid.*dino \(dinov2_base\): 4x4"):
-        FusedVisionEncoder({"clip": clip, "dino": dinov2}, name="test")
+    with pytest.raises(
+        ValueError, match=r"\[0\] \(clip_b16\): 3x3 grid.*\[1\] \(dinov2_base\): 4x4"
+    ):
+        FusedVisionEncoder([clip, dinov2], name="test")
 
 
 def test_wrong_channel_count_is_explained(make_encoder):
@@ -60,34 +62,21 @@ def test_wrong_channel_count_is_explained(make_encoder):
 
 def test_blocks_interleave_from_the_end(make_encoder):
     fused = make_encoder(FUSED, image_size=28, feature_layer=-1)  # both twins: 2 blocks used
-    dinov2, siglip = list(fused.encoders["dinov2"].blocks), list(fused.encoders["siglip"].blocks)
+    dinov2, siglip = (list(enc.blocks) for enc in fused.encoders)
     assert len(dinov2) == len(siglip) == 2
     assert list(fused.blocks) == [dinov2[0], siglip[0], dinov2[1], siglip[1]]
 
 
 def test_shared_keys_cannot_be_set_per_encoder(make_encoder, raises_cause):
-    with raises_cause(
-        ValueError, r"vision.encoders.siglip sets \['image_size'\].*vision.image_size"
-    ):
-        make_encoder(FUSED, **{"encoders.siglip.image_size": 64})
+    with raises_cause(ValueError, r"vision.encoders\[1\] sets \['image_size'\].*vision.image_size"):
+        make_encoder(FUSED, **{"encoders.1.image_size": 64})
 
 
-def test_twin_holds_one_folder_per_encoder(option_cfg):
-    cfg = option_cfg(FUSED)
-    twin = Path(resolve_checkpoint(cfg.vision, True, cfg.paths.zoo_dir))
-    assert (twin / "dinov2" / "config.json").is_file()  # timm's folder format
-    assert (twin / "siglip" / "preprocessor_config.json").is_file()  # transformers'
-
-
-def test_bad_checkpoint_fails_before_loading_anything(option_cfg, raises_cause):
-    from msl_ablate.models.vision.fused import build_fused_vision_encoder
-
-    spec = option_cfg(FUSED).vision
-    with raises_cause(ValueError, r"must be a folder with sub-folders \['dinov2', 'siglip'\]"):
-        build_fused_vision_encoder(
-            name=FUSED,
-            checkpoint="google/siglip-so400m-patch14-384",
-            model_class=spec.model_class,
-            image_size=56,
-            encoders=spec.encoders,
-        )
+def test_each_encoder_resolves_its_own_twin(option_cfg):
+    twins = resolved_checkpoints(option_cfg(FUSED))  # offline_twins=true
+    assert [k for k in twins if k.startswith("vision")] == [
+        "vision.encoders[0]",
+        "vision.encoders[1]",
+    ]
+    assert (Path(twins["vision.encoders[0]"]) / "config.json").is_file()  # timm's folder format
+    assert (Path(twins["vision.encoders[1]"]) / "preprocessor_config.json").is_file()

@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from msl_ablate.config.compose import config_dir
+from msl_ablate.config.schema import components
 from msl_ablate.models.assemble import build_vlm
 from msl_ablate.models.zoo import resolve_checkpoint
 
@@ -32,7 +33,10 @@ REAL_CHECKPOINTS = {
     "timm_dinov2_l14_reg4": "vit_large_patch14_reg4_dinov2.lvd142m",
     "openclip_vit_b16": "laion2b_s34b_b88k",
     "openclip_vit_l14_336": "openai",
-    "dinov2_siglip_fused": "vit_large_patch14_reg4_dinov2.lvd142m+google/siglip-so400m-patch14-384",
+    "dinov2_siglip_fused": [  # one per encoder, in channel order
+        "vit_large_patch14_reg4_dinov2.lvd142m",
+        "google/siglip-so400m-patch14-384",
+    ],
 }
 BUILDERS = {
     "msl_ablate.models.vision.hf.build_hf_vision_encoder",
@@ -54,7 +58,8 @@ def test_option_file_has_comment_name_and_twin(name: str):
     assert path.read_text().startswith("# "), f"{path} must start with a comment"
     spec = OmegaConf.load(path)
     assert spec.name == name
-    assert spec.twin._target_.startswith("msl_ablate.models.vision.")
+    parts = list(components(spec, "vision"))  # the option itself, or each fused encoder
+    assert parts and all(p.twin._target_.startswith("msl_ablate.models.vision.") for _, p in parts)
 
 
 def test_offline_twins_is_off_by_default(make_cfg):
@@ -65,7 +70,9 @@ def test_offline_twins_is_off_by_default(make_cfg):
 def test_checkpoint_stays_the_real_id_without_offline_twins(option_cfg, tmp_path: Path, name: str):
     cfg = option_cfg(name)
     zoo = tmp_path / "zoo"
-    assert resolve_checkpoint(cfg.vision, False, zoo) == REAL_CHECKPOINTS[name]
+    resolved = [resolve_checkpoint(p, False, zoo) for _, p in components(cfg.vision, "vision")]
+    expected = REAL_CHECKPOINTS[name]
+    assert resolved == (expected if isinstance(expected, list) else [expected])
     assert not zoo.exists()  # no twin was built
 
 
@@ -92,9 +99,10 @@ def _batch(vlm, images: list[Image.Image]) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("name", OPTIONS)
 def test_twin_vlm_forward_and_backward(option_cfg, name: str):
     cfg = option_cfg(name, image_size=64)
-    twin = Path(resolve_checkpoint(cfg.vision, True, cfg.paths.zoo_dir))
-    assert twin.parent == Path(cfg.paths.zoo_dir).expanduser()
-    assert twin.name.startswith(f"{name}-") and any(twin.iterdir())
+    for _, part in components(cfg.vision, "vision"):
+        twin = Path(resolve_checkpoint(part, True, cfg.paths.zoo_dir))
+        assert twin.parent == Path(cfg.paths.zoo_dir).expanduser()
+        assert twin.name.startswith(f"{part.name}-") and any(twin.iterdir())
 
     torch.manual_seed(0)
     vlm = build_vlm(cfg)

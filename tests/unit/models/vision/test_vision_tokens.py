@@ -7,7 +7,9 @@ import torch
 from PIL import Image
 from torch import nn
 
+from msl_ablate.config.compose import compose
 from msl_ablate.models.vision.open_clip import _tag_cfg
+from msl_ablate.utils.errors import ConfigError
 
 # Option -> patch size of its architecture (the real one; the twins keep it).
 PATCH = {
@@ -140,9 +142,18 @@ def test_open_clip_openai_tag_uses_quick_gelu(make_encoder):
     assert type(laion.blocks[0].mlp.gelu) is nn.GELU
 
 
-def test_unused_field_is_rejected(make_encoder, raises_cause):
-    with raises_cause(ValueError, r"vision.model_name must be null .*clip_b16.yaml"):
-        make_encoder("clip_b16", model_name="ViT-B-16")
+def test_another_backends_field_is_rejected_when_composing():
+    # Each backend has its own schema: open_clip's model_name is no key of a transformers option.
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown key 'vision.model_name'. Valid keys in vision: .*num_prefix_tokens",
+    ):
+        compose(["vision=clip_b16", "vision.model_name=ViT-B-16"])
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown key 'vision.num_prefix_tokens'. Valid keys in vision: .*model_name",
+    ):
+        compose(["vision=openclip_vit_b16", "vision.num_prefix_tokens=1"])
 
 
 def test_model_class_is_checked(make_encoder, raises_cause):
