@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
+from msl_ablate.commands.train import run_train
 from msl_ablate.experiment import run as experiment_run
 from msl_ablate.experiment.layout import RunLayout
-from msl_ablate.commands.train import run_train
 from msl_ablate.training.lit_module import VLMLitModule
 
 
