@@ -38,6 +38,12 @@ def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cache
 
 
+@pytest.fixture(scope="session")
+def tiny_overrides() -> list[str]:
+    """The command-line overrides that make a run take seconds (for CLI tests)."""
+    return list(TINY_OVERRIDES)
+
+
 @pytest.fixture
 def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     """Compose ``conf/train.yaml`` with tiny sizes and outputs under ``tmp_path``.

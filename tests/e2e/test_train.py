@@ -95,3 +95,15 @@ def test_losses_match_golden_values(finished):
     for key, expected in GOLDEN_LOSSES.items():
         history = [m.value for m in client.get_metric_history(result["mlflow_run_id"], key)]
         assert history == pytest.approx(expected, rel=1e-4), key
+
+
+def test_the_optimized_metric_is_what_a_sweep_gets_back(finished):
+    from msl_ablate.commands.train import optimized_value
+
+    cfg, result = finished
+    assert optimized_value(cfg, result["metrics"]) is None  # null by default
+    cfg.optimized_metric = "finetune/eval/exact_match"
+    assert optimized_value(cfg, result["metrics"]) == result["metrics"][cfg.optimized_metric]
+    cfg.optimized_metric = "finetune/eval/accuracy"
+    with pytest.raises(KeyError, match=r"'finetune/eval/accuracy' was not logged.*exact_match"):
+        optimized_value(cfg, result["metrics"])

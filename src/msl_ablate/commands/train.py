@@ -31,7 +31,6 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
     Returns:
         ``experiment.run.run``'s result: run key, MLflow run id, metrics, store row.
     """
-    route_library_logs()
     # Frozen modules are kept in eval mode on purpose; tiny test datasets trip the logging hint.
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
@@ -40,6 +39,7 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
     check(cfg)
     from msl_ablate.experiment.run import run  # torch and Lightning load only for a valid config
 
+    route_library_logs()  # after Lightning's import, which attaches its own console handler
     return run(cfg)
 
 

@@ -266,26 +266,28 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
+# Stored as `schema/<name>`, outside the option groups (so `--help` lists only real options);
+# each option file names its schema first: `defaults: [/schema/<name>@_here_, _self_]`.
 GROUP_SCHEMAS = {
-    ("vision", "schema_transformers"): TransformersVisionConfig,
-    ("vision", "schema_timm"): TimmVisionConfig,
-    ("vision", "schema_open_clip"): OpenClipVisionConfig,
-    ("vision", "schema_fused"): FusedVisionConfig,
-    ("lm", "schema"): LMConfig,
-    ("projector", "schema"): ProjectorConfig,
-    ("strategy", "schema"): StrategyConfig,
-    ("data", "schema"): DataConfig,
-    ("trainer", "schema"): TrainerConfig,
-    ("tracking", "schema"): TrackingConfig,
+    "vision_transformers": TransformersVisionConfig,
+    "vision_timm": TimmVisionConfig,
+    "vision_open_clip": OpenClipVisionConfig,
+    "vision_fused": FusedVisionConfig,
+    "lm": LMConfig,
+    "projector": ProjectorConfig,
+    "strategy": StrategyConfig,
+    "data": DataConfig,
+    "trainer": TrainerConfig,
+    "tracking": TrackingConfig,
 }
 
 
 def register_schemas() -> None:
-    """Store the root schema and each group's schema options in Hydra's ConfigStore."""
+    """Store the root schema and each group's schemas in Hydra's ConfigStore."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
-    for (group, name), node in GROUP_SCHEMAS.items():
-        cs.store(group=group, name=name, node=node)
+    for name, node in GROUP_SCHEMAS.items():
+        cs.store(group="schema", name=name, node=node)
 
 
 def components(node: Any, where: str) -> Iterator[tuple[str, Any]]:

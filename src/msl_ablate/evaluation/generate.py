@@ -9,6 +9,7 @@ from tqdm import tqdm
 from msl_ablate.data.collate import VLMCollator
 from msl_ablate.data.dataset import LlavaDataset
 from msl_ablate.models.vlm import VisionLanguageModel
+from msl_ablate.utils.logging import is_rank_zero
 
 
 @torch.no_grad()
@@ -41,7 +42,7 @@ def generate_answers(
     vlm.eval()
     answers: dict[str, str] = {}
     device = next(vlm.parameters()).device
-    for batch in tqdm(loader, desc=desc, unit="batch", leave=False):
+    for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not is_rank_zero()):
         pixel_values = batch.get("pixel_values")
         new_tokens = vlm.generate(
             batch["input_ids"].to(device),

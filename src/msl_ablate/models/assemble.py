@@ -23,6 +23,19 @@ def resolved_checkpoints(cfg: DictConfig) -> dict[str, str]:
     }
 
 
+def quiet_loading_bars() -> None:
+    """Turn off transformers' per-tensor bars (writing twins, loading weights), keep the Hub's.
+
+    Those bars take a line each per model, interleaved with the build's log lines; a real
+    checkpoint's download bars (huggingface_hub's, minutes for a 3B LM) stay.
+    """
+    import huggingface_hub.utils
+    import transformers.utils.logging
+
+    transformers.utils.logging.disable_progress_bar()  # also turns the Hub's bars off...
+    huggingface_hub.utils.enable_progress_bars()  # ...which downloads still want
+
+
 def build_vlm(cfg: DictConfig) -> VisionLanguageModel:
     """Build the encoder and LM, then a projector sized from them.
 
@@ -32,6 +45,7 @@ def build_vlm(cfg: DictConfig) -> VisionLanguageModel:
     Returns:
         The vision-language model (all parameters trainable; ``strategy`` decides later).
     """
+    quiet_loading_bars()
     log.info("Instantiating vision <%s>", cfg.vision._target_)
     vision = instantiate(builder_kwargs(cfg.vision, cfg.offline_twins, cfg.paths.zoo_dir))
     log.info("Instantiating lm <%s>", cfg.lm._target_)

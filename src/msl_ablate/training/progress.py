@@ -6,10 +6,12 @@ the data loader is restarted); a stage is a step budget, so this bar has one lin
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 
 
 class StageProgressBar(TQDMProgressBar):
@@ -24,10 +26,19 @@ class StageProgressBar(TQDMProgressBar):
         self.stage = stage
 
     def on_train_start(self, trainer: L.Trainer, *_: Any) -> None:
-        super().on_train_start(trainer)
-        self.train_progress_bar.reset(total=trainer.max_steps)
-        self.train_progress_bar.initial = trainer.global_step  # a resumed stage starts part-way
-        self.train_progress_bar.set_description(self.stage)
+        # Lightning's init_train_tqdm draws a "Training 0/?" bar first; this one knows its total.
+        self.train_progress_bar = Tqdm(
+            desc=self.stage,
+            total=trainer.max_steps,
+            initial=trainer.global_step,  # a resumed stage starts part-way
+            position=2 * self.process_position,
+            disable=self.is_disabled,
+            leave=True,
+            dynamic_ncols=True,
+            file=sys.stdout,
+            smoothing=0,
+            bar_format=self.BAR_FORMAT,
+        )
 
     def on_train_epoch_start(self, trainer: L.Trainer, *_: Any) -> None:
         pass  # one bar for the whole stage: epochs are only restarts of the data loader
@@ -37,6 +48,8 @@ class StageProgressBar(TQDMProgressBar):
         if self._should_update(step, trainer.max_steps):
             self.train_progress_bar.n = step
             self.train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module))
+        if step >= trainer.max_steps:  # end the line before Lightning logs that fit stopped
+            self.train_progress_bar.close()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         pass

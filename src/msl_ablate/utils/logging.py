@@ -15,9 +15,14 @@ def _rank() -> int:
     return 0
 
 
+def is_rank_zero() -> bool:
+    """Whether this process is rank zero (or not distributed): the one that logs and shows bars."""
+    return _rank() == 0
+
+
 class _RankZeroFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return _rank() == 0
+        return is_rank_zero()
 
 
 def get_logger(name: str) -> logging.Logger:

@@ -1,0 +1,69 @@
+"""The ``msl-ablate`` console script as a user runs it: a sweep, and Lightning's DDP relaunch.
+
+Both run the installed script in a subprocess, so ``sys.argv`` is the real one: Lightning's
+DDP launcher starts rank 1 by re-running it, which fails if the CLI rewrote it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+SCRIPT = str(Path(sys.executable).parent / "msl-ablate")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [SCRIPT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_a_sweep_runs_one_job_per_point_and_tracks_each(tmp_path: Path, tiny_overrides):
+    sweep = [*tiny_overrides, "eval.benchmarks=[pope]", "projector=linear,mlp2x_gelu", "seed=0"]
+    out = _run(
+        ["train", "-m", "--config-dir", str(REPO / "sweeps"), "--config-name", "demo_projector",
+         *sweep],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("msl-ablate").experiment_id])
+    assert sorted(r.data.tags["axis.projector"] for r in runs) == ["linear", "mlp2x_gelu"]
+    assert {r.data.tags["study"] for r in runs} == {"demo_projector"}
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert all("finetune/eval/exact_match" in r.data.metrics for r in runs)
+    assert len((tmp_path / "results" / "runs.csv").read_text().splitlines()) == 3
+
+
+def test_ddp_relaunches_the_command_on_two_cpu_processes(tmp_path: Path, tiny_overrides):
+    out = _run(
+        ["train", *tiny_overrides, "trainer.devices=2", "trainer.strategy=ddp",
+         "tracking.enabled=false", "eval.benchmarks=[]", "eval.split=null"],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Starting with 2 processes" in out.stdout + out.stderr
+    (run_dir,) = (tmp_path / "outputs" / "runs").iterdir()
+    assert (run_dir / "finetune" / "trainable.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_torchrun_starts_the_train_module_on_two_processes(tmp_path: Path, tiny_overrides):
+    out = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+         "-m", "msl_ablate.commands.train", *tiny_overrides, "trainer.devices=2",
+         "trainer.strategy=ddp", "tracking.enabled=false", "eval.benchmarks=[]",
+         "eval.split=null"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "MEMBER: 2/2" in out.stdout + out.stderr
+    (run_dir,) = (tmp_path / "outputs" / "runs").iterdir()
+    assert (run_dir / "finetune" / "trainable.safetensors").is_file()

@@ -1,0 +1,135 @@
+"""Every command in the README's code blocks, run as written (or said why not).
+
+The commands run with ``bash`` in a folder laid out like the repository (``.venv``, ``sweeps``),
+so a README line that stops working fails here. A new README command must be added to
+``COMMANDS``: the first test fails until it is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import open_dict
+
+from msl_ablate.config.compose import compose
+
+REPO = Path(__file__).resolve().parents[2]
+RUN_KEY = "<run_key>"
+# command -> how it is checked: "ok" (exit 0), "fails" (a clear error, exit != 0), "slow" (ok,
+# minutes: `make test-all`), "ci" (what `.ci/run` runs), or "skip: why".
+COMMANDS = {
+    "make demo": "ci",
+    "make test": "ci",
+    '.venv/bin/pip install "mlflow>=3.1"': "skip: installs a package from PyPI",
+    ".venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db": (
+        "skip: a web server that runs until stopped, from the full mlflow package"
+    ),
+    "make results": "ok",
+    ".venv/bin/msl-ablate train preset=demo projector=linear seed=1": "slow",
+    ".venv/bin/msl-ablate train preset=demo strategy.stages.finetune.max_steps=100 "
+    "eval.max_samples=64": "slow",
+    ".venv/bin/msl-ablate train --help": "ok",
+    ".venv/bin/msl-ablate train vision=nosuch": "fails",
+    ".venv/bin/msl-ablate describe vision=siglip_so400m_p14_384 lm=phi_2 "
+    "strategy=vfrozen_lmlora offline_twins=true": "ok",
+    f".venv/bin/msl-ablate evaluate --run {RUN_KEY} --benchmarks pope,mme": "ok",
+    ".venv/bin/msl-ablate score vqav2 --annotations v2_mscoco_val2014_annotations.json "
+    "--predictions answers.jsonl": "ok",
+    ".venv/bin/msl-ablate results": "ok",
+    ".venv/bin/msl-ablate train -m --config-dir sweeps --config-name demo_projector": "slow",
+    ".venv/bin/msl-ablate train trainer.devices=2 trainer.strategy=ddp preset=demo": "slow",
+    ".venv/bin/torchrun --nproc_per_node=2 -m msl_ablate.commands.train trainer.devices=2 "
+    "trainer.strategy=ddp preset=demo": "slow",
+    "make test-all": "skip: runs this test suite",
+    ".venv/bin/python -m pytest -m network": "skip: downloads real checkpoints (internet)",
+}
+# What a command's output must say, beyond its exit code.
+EXPECTED_OUTPUT = {
+    ".venv/bin/msl-ablate train --help": "== Configuration groups ==",
+    ".venv/bin/msl-ablate train vision=nosuch": "Available options in 'vision'",
+    "make results": "rebuilt",
+}
+# `make results` runs this recipe (checked against the Makefile) in the workspace.
+MAKE_TARGETS = {"make results": "$(BIN)/msl-ablate results --rebuild"}
+
+
+def readme_commands() -> list[str]:
+    """The command lines of the README's ``bash`` blocks, trailing comments removed."""
+    text = (REPO / "README.md").read_text()
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.splitlines():
+            line = re.sub(r"\s+#\s.*$", "", line).strip()
+            if line and not line.startswith("#"):
+                lines.append(line)
+    return lines
+
+
+def test_every_readme_command_is_checked():
+    assert set(readme_commands()) == set(COMMANDS)
+
+
+def test_ci_runs_the_readme_commands_it_stands_for():
+    ci = (REPO / ".ci" / "run").read_text()
+    assert all(command in ci for command, how in COMMANDS.items() if how == "ci")
+    makefile = (REPO / "Makefile").read_text()
+    for target, recipe in MAKE_TARGETS.items():
+        name = target.split()[1]
+        assert re.search(rf"^{name}:.*\n\t{re.escape(recipe)}$", makefile, re.M), target
+
+
+@pytest.fixture(scope="module")
+def workspace(
+    tmp_path_factory: pytest.TempPathFactory, tiny_overrides: list[str]
+) -> tuple[Path, str]:
+    """A folder laid out like the repository, with one finished tiny run; its run key."""
+    from msl_ablate.commands.train import run_train
+
+    root = tmp_path_factory.mktemp("readme")
+    (root / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    (root / "sweeps").symlink_to(REPO / "sweeps", target_is_directory=True)
+    cfg = compose([*tiny_overrides, f"paths.root={root}"])
+    with open_dict(cfg):
+        cfg.paths.cache_dir = os.environ["MSL_ABLATE_CACHE"]
+    key = run_train(cfg)["run_key"]
+    (root / "v2_mscoco_val2014_annotations.json").write_text(
+        json.dumps({"annotations": [{"question_id": 1, "answers": [{"answer": "red"}] * 10}]})
+    )
+    (root / "answers.jsonl").write_text(json.dumps({"question_id": 1, "text": "Red"}) + "\n")
+    return root, key
+
+
+def _run(command: str, workspace: tuple[Path, str]) -> subprocess.CompletedProcess:
+    root, key = workspace
+    line = MAKE_TARGETS.get(command, command).replace("$(BIN)", ".venv/bin")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        ["bash", "-c", line.replace(RUN_KEY, key)],
+        cwd=root, env=env, capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+
+
+def _cases() -> list:
+    marks = {"ok": (), "fails": (), "slow": (pytest.mark.slow,)}
+    return [
+        pytest.param(command, how, id=command.removeprefix(".venv/bin/")[:60], marks=marks[how])
+        for command, how in COMMANDS.items()
+        if how in marks
+    ]
+
+
+@pytest.mark.parametrize(("command", "how"), _cases())
+def test_readme_command_runs_as_written(workspace, command: str, how: str):
+    out = _run(command, workspace)
+    output = out.stdout + out.stderr
+    if how == "fails":
+        assert out.returncode != 0 and "Traceback" not in output, output[-3000:]
+    else:
+        assert out.returncode == 0, output[-3000:]
+    assert EXPECTED_OUTPUT.get(command, "") in output
