@@ -89,3 +89,17 @@ def test_describe_derives_the_budget_from_the_image_tokens(tmp_path: Path, capsy
 def test_describe_help(flag: str, capsys) -> None:
     assert main([flag]) == 0
     assert "usage: msl-ablate describe" in capsys.readouterr().out
+
+
+VISION_OPTIONS = sorted(
+    p.stem for p in (Path(__file__).parents[2] / "conf" / "vision").glob("*.yaml")
+)
+
+
+@pytest.mark.parametrize("vision", VISION_OPTIONS)
+def test_every_vision_option_fits_the_default_budget(vision: str, tmp_path: Path, capsys) -> None:
+    # data.max_length follows the model: 729 SigLIP-384 tokens fit as well as 16 tiny ones.
+    argv = [f"vision={vision}", "lm=phi_2", "offline_twins=true", f"paths.root={tmp_path}"]
+    assert main(argv) == 0, capsys.readouterr().err
+    tokens = int(re.search(r"image tokens: (\d+) per image", capsys.readouterr().out).group(1))
+    assert tokens > 0

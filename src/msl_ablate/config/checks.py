@@ -14,8 +14,9 @@ from dataclasses import asdict
 
 from omegaconf import DictConfig, OmegaConf
 
+from msl_ablate.config.components import components
 from msl_ablate.config.enums import LORA_MODES, STAGE_NAMES, Mode
-from msl_ablate.config.schema import LoraConfig, components
+from msl_ablate.config.schema import LoraConfig
 from msl_ablate.utils.errors import ConfigError
 
 ALLOWED_MODES = {

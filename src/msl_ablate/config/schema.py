@@ -7,12 +7,11 @@ config is composed, before anything is built or downloaded.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, ListConfig
+from omegaconf import MISSING
 
 from msl_ablate.config.enums import ChatTemplate, Mode, QuestionFormat, ResizeStrategy, Tuning
 
@@ -288,27 +287,3 @@ def register_schemas() -> None:
     cs.store(name="train_schema", node=TrainConfig)
     for name, node in GROUP_SCHEMAS.items():
         cs.store(group="schema", name=name, node=node)
-
-
-def components(node: Any, where: str) -> Iterator[tuple[str, Any]]:
-    """Every component spec under ``node`` (a node with a ``checkpoint``), with its config key.
-
-    A vision or LM option is one component; a fused vision option lists several under
-    ``encoders``. Works on composed configs and on plain containers alike.
-
-    Args:
-        node: ``cfg.vision``, ``cfg.lm`` or their ``to_container`` form.
-        where: The node's config key, e.g. ``vision``.
-
-    Yields:
-        ``(key, spec)``, e.g. ``("vision.encoders[1]", {...})``; the spec itself, not a copy.
-    """
-    if isinstance(node, dict | DictConfig):
-        if "checkpoint" in node:
-            yield where, node
-            return
-        for key, value in node.items():
-            yield from components(value, f"{where}.{key}")
-    elif isinstance(node, list | ListConfig):
-        for i, value in enumerate(node):
-            yield from components(value, f"{where}[{i}]")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from msl_ablate.config.components import components
 from msl_ablate.config.enums import uses_qlora
-from msl_ablate.config.schema import components
 from msl_ablate.models.vlm import VisionLanguageModel
 from msl_ablate.models.zoo import builder_kwargs, resolve_checkpoint
 from msl_ablate.utils.logging import get_logger

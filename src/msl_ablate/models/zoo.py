@@ -15,7 +15,7 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from msl_ablate.config.schema import components
+from msl_ablate.config.components import components
 from msl_ablate.data.tokens import IMAGE_TOKEN
 from msl_ablate.models.chat_templates import TINY_CHAT_TEMPLATE
 from msl_ablate.utils.files import build_dir_atomically, stable_hash

@@ -9,8 +9,8 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
+from msl_ablate.config.components import components
 from msl_ablate.config.compose import config_dir
-from msl_ablate.config.schema import components
 from msl_ablate.models.assemble import build_vlm
 from msl_ablate.models.zoo import resolve_checkpoint
 

@@ -1,0 +1,32 @@
+"""The parts of a vision or LM option that load a checkpoint, found by structure, not by name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig
+
+
+def components(node: Any, where: str) -> Iterator[tuple[str, Any]]:
+    """Every component spec under ``node`` (a node with a ``checkpoint``), with its config key.
+
+    A vision or LM option is one component; a fused vision option lists several under
+    ``encoders``. Works on composed configs and on plain containers alike.
+
+    Args:
+        node: ``cfg.vision``, ``cfg.lm`` or their ``to_container`` form.
+        where: The node's config key, e.g. ``vision``.
+
+    Yields:
+        ``(key, spec)``, e.g. ``("vision.encoders[1]", {...})``; the spec itself, not a copy.
+    """
+    if isinstance(node, dict | DictConfig):
+        if "checkpoint" in node:
+            yield where, node
+            return
+        for key, value in node.items():
+            yield from components(value, f"{where}.{key}")
+    elif isinstance(node, list | ListConfig):
+        for i, value in enumerate(node):
+            yield from components(value, f"{where}[{i}]")
