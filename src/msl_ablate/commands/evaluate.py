@@ -181,7 +181,7 @@ def evaluate_run(run: str, benchmarks: list[str] | None, overrides: list[str]) -
     """
     import torch
 
-    from msl_ablate.evaluation.suite_eval import benchmark_specs, evaluate_benchmarks
+    from msl_ablate.evaluation.run_benchmarks import benchmark_specs, evaluate_benchmarks
     from msl_ablate.experiment.stages import run_stages
     from msl_ablate.models.assemble import build_vlm, max_sequence_length
     from msl_ablate.results import store

@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from msl_ablate.evaluation.suite_eval import benchmark_specs, evaluate_benchmarks
+from msl_ablate.evaluation.run_benchmarks import benchmark_specs, evaluate_benchmarks
 from msl_ablate.experiment.layout import EVAL_DIR, RunLayout
 from msl_ablate.experiment.stages import run_stages
 from msl_ablate.models.assemble import build_vlm, max_sequence_length

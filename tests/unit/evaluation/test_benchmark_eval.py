@@ -15,8 +15,8 @@ from msl_ablate.config.compose import compose
 from msl_ablate.evaluation import benchmark as benchmark_module
 from msl_ablate.evaluation.benchmark import BenchmarkSpec, evaluate_benchmark, read_questions
 from msl_ablate.evaluation.oracle import oracle_answers
+from msl_ablate.evaluation.run_benchmarks import benchmark_specs, evaluate_benchmarks
 from msl_ablate.evaluation.suite import annotations_path, generate_suite, question_file
-from msl_ablate.evaluation.suite_eval import benchmark_specs, evaluate_benchmarks
 from msl_ablate.utils.errors import DataError
 
 SUITE_ARGS = {"seed": 0, "image_size": 32, "n_questions": 8}
