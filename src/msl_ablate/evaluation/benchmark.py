@@ -130,15 +130,19 @@ def _with_suffix(turns: list[dict[str, Any]], suffix: str) -> list[dict[str, Any
     return turns
 
 
-def prompt_records(spec: BenchmarkSpec) -> list[dict[str, Any]]:
+def prompt_records(spec: BenchmarkSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The benchmark's prompts as LLaVA records (``id``, ``image``, ``conversations``).
+
+    Returns:
+        The prompt records, and the records of the question file they were made from (the
+        ``conversations`` layout; empty for ``questions``).
 
     Raises:
         FileNotFoundError, DataError: Missing or malformed question files (file, line or
             record named).
     """
     if spec.format is QuestionFormat.questions:
-        return [
+        prompts = [
             {
                 "id": str(q["question_id"]),
                 "question_id": q["question_id"],
@@ -147,23 +151,24 @@ def prompt_records(spec: BenchmarkSpec) -> list[dict[str, Any]]:
             }
             for q in read_questions(spec.questions, spec.image_dir)
         ]
-    records = load_records(spec.questions, spec.image_dir)[: spec.max_questions]
-    return [
+        return prompts, []
+    asked = load_records(spec.questions, spec.image_dir)[: spec.max_questions]
+    prompts = [
         {
             **r,
             "question_id": r["id"],
             "conversations": _with_suffix(r["conversations"], spec.prompt_suffix),
         }
-        for r in records
+        for r in asked
     ]
+    return prompts, asked
 
 
-def _annotations(spec: BenchmarkSpec, out_dir: Path) -> Path | None:
+def _annotations(spec: BenchmarkSpec, out_dir: Path, asked: list[dict[str, Any]]) -> Path | None:
     """What the scorer reads: the records asked, when only some of the question file were."""
     if spec.max_questions is None or spec.annotations != spec.questions:
         return spec.annotations
-    records = load_records(spec.questions, spec.image_dir)[: spec.max_questions]
-    return write_json(out_dir / SUBSET_FILE, records)
+    return write_json(out_dir / SUBSET_FILE, asked)
 
 
 def evaluate_benchmark(
@@ -191,7 +196,7 @@ def evaluate_benchmark(
         FileNotFoundError, DataError: Missing or malformed benchmark files.
     """
     start = time.perf_counter()
-    records = prompt_records(spec)
+    records, asked = prompt_records(spec)
     dataset = LlavaDataset(
         records,
         spec.image_dir,
@@ -228,7 +233,9 @@ def evaluate_benchmark(
     metrics: dict[str, float] = {}
     if spec.scorer is not None:
         try:
-            raw = score(spec.scorer, _annotations(spec, out_dir), answers_path, **spec.options)
+            raw = score(
+                spec.scorer, _annotations(spec, out_dir, asked), answers_path, **spec.options
+            )
         except ValueError as err:
             raise DataError(f"benchmark {spec.name!r}: {err}") from err
         metrics = {f"{prefix}/{k}": float(v) for k, v in sorted(raw.items())}
