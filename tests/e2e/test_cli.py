@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -35,11 +36,16 @@ def test_a_sweep_runs_one_job_per_point_and_tracks_each(tmp_path: Path, tiny_ove
     assert out.returncode == 0, out.stderr[-3000:]
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("msl-ablate").experiment_id])
-    assert sorted(r.data.tags["axis.projector"] for r in runs) == ["linear", "mlp2x_gelu"]
+    trainings = [r for r in runs if r.data.tags["kind"] == "training"]
+    assert sorted(r.data.tags["axis.projector"] for r in trainings) == ["linear", "mlp2x_gelu"]
     assert {r.data.tags["study"] for r in runs} == {"demo_projector"}
     assert {r.info.status for r in runs} == {"FINISHED"}
-    assert all("finetune/eval/exact_match" in r.data.metrics for r in runs)
-    assert len((tmp_path / "results" / "runs.csv").read_text().splitlines()) == 3
+    evaluations = [r for r in runs if r.data.tags["kind"] == "evaluation"]
+    assert sorted(r.data.tags["benchmark"] for r in evaluations) == ["eval", "eval", "pope", "pope"]
+    assert all("finetune/eval/exact_match" in r.data.metrics for r in evaluations
+               if r.data.tags["benchmark"] == "eval")  # fmt: skip
+    df = pd.read_csv(tmp_path / "results" / "store.csv")
+    assert df.groupby("benchmark")["training_key"].nunique().to_dict() == {"eval": 2, "pope": 2}
 
 
 def test_ddp_relaunches_the_command_on_two_cpu_processes(tmp_path: Path, tiny_overrides):
@@ -50,8 +56,8 @@ def test_ddp_relaunches_the_command_on_two_cpu_processes(tmp_path: Path, tiny_ov
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Starting with 2 processes" in out.stdout + out.stderr
-    (run_dir,) = (tmp_path / "outputs" / "runs").iterdir()
-    assert (run_dir / "finetune" / "trainable.safetensors").is_file()
+    stages = tmp_path / "outputs" / "stages"
+    assert len(list(stages.glob("*/trainable.safetensors"))) == 2  # align and finetune
 
 
 @pytest.mark.slow
@@ -65,5 +71,5 @@ def test_torchrun_starts_the_train_module_on_two_processes(tmp_path: Path, tiny_
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     assert "MEMBER: 2/2" in out.stdout + out.stderr
-    (run_dir,) = (tmp_path / "outputs" / "runs").iterdir()
-    assert (run_dir / "finetune" / "trainable.safetensors").is_file()
+    stages = tmp_path / "outputs" / "stages"
+    assert len(list(stages.glob("*/trainable.safetensors"))) == 2  # align and finetune

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -20,41 +21,56 @@ def trained(make_cfg):
     return cfg, run_train(cfg)
 
 
-def test_evaluate_rebuilds_the_run_and_logs_benchmarks(trained, capsys):
-    cfg, result = trained
-    run_dir = Path(cfg.paths.output_dir) / "runs" / result["run_key"]
-    assert (run_dir / "config.yaml").is_file()
-    trained_answers = (run_dir / "eval" / "pope" / "answers.jsonl").read_text()
-    root = f"paths.root={cfg.paths.root}"
+def _evaluations(cfg) -> list:
+    client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
+    exp = client.get_experiment_by_name(cfg.tracking.experiment)
+    return [r for r in client.search_runs([exp.experiment_id])
+            if r.data.tags["kind"] == "evaluation"]  # fmt: skip
 
-    assert main(["evaluate", "--run", result["run_key"], "--benchmarks", "pope,mmbench", root]) == 0
-    # By MLflow run id too, with an eval override applied over the run's config.
+
+def test_evaluate_rebuilds_the_run_and_records_new_evaluations(trained, capsys):
+    cfg, result = trained
+    training = Path(cfg.paths.output_dir) / "trainings" / result["training_key"]
+    assert (training / "config.yaml").is_file()
+    pope = training / "evals" / f"pope-{result['evaluations']['pope']['protocol']}"
+    trained_answers = (pope / "answers.jsonl").read_text()
+    root = f"paths.root={cfg.paths.root}"
+    before = {r.info.run_id for r in _evaluations(cfg)}
+
+    # pope under the same protocol is recorded already: only mmbench is new.
+    assert main(["evaluate", "--run", result["training_key"], "--benchmarks", "pope,mmbench",
+                 root]) == 0  # fmt: skip
+    new = [r for r in _evaluations(cfg) if r.info.run_id not in before]
+    assert [r.data.tags["benchmark"] for r in new] == ["mmbench"]
+    # By MLflow run id too, with an eval override: another protocol, so gqa and pope anew.
     run_id = result["mlflow_run_id"]
-    assert (
-        main(["evaluate", "--run", run_id, "--benchmarks", "gqa", root, "eval.batch_size=3"]) == 0
-    )
+    assert main(["evaluate", "--run", run_id, "--benchmarks", "gqa,pope", root,
+                 "eval.batch_size=3"]) == 0  # fmt: skip
+    new = [r for r in _evaluations(cfg) if r.info.run_id not in before]
+    assert sorted(r.data.tags["benchmark"] for r in new) == ["gqa", "mmbench", "pope"]
+    assert {r.data.tags["mlflow.parentRunId"] for r in new} == {run_id}
+    assert {r.data.params["protocol.batch_size"] for r in new} == {"3", "8"}
 
     # The rebuilt model answers exactly as the model did at the end of training.
-    assert (run_dir / "eval" / "pope" / "answers.jsonl").read_text() == trained_answers
+    shutil.rmtree(pope)
+    assert main(["evaluate", "--run", result["training_key"], "--benchmarks", "pope", root]) == 0
+    assert (pope / "answers.jsonl").read_text() == trained_answers
+    assert len(_evaluations(cfg)) == len(before) + 3  # its MLflow run existed: none added
+
     out = capsys.readouterr().out
     assert re.search(r"mmbench +circular_accuracy +[\d.]+ +4 +0\n", out)  # 1 question x 4 copies
-    metrics = MlflowClient(tracking_uri=cfg.tracking.tracking_uri).get_run(run_id).data.metrics
-    for key in ("finetune/pope/f1", "finetune/mmbench/circular_accuracy", "finetune/gqa/accuracy"):
-        assert 0.0 <= metrics[key] <= 100.0, key
-    assert metrics["finetune/mmbench/n_missing"] == 0
     df = store.load(Path(cfg.paths.results_dir) / store.STORE_FILE)
-    row = df.set_index("run_key").loc[result["run_key"]]
-    assert row["mlflow_run_id"] == run_id
-    assert row["finetune/gqa/accuracy"] == pytest.approx(metrics["finetune/gqa/accuracy"])
-    assert row["finetune/eval/exact_match"] == pytest.approx(metrics["finetune/eval/exact_match"])
-    assert "align/train/loss" not in df.columns  # step metrics stay in MLflow
-    assert "POPE" in store.summary(df) and "MMBench" in store.summary(df)
+    assert set(df["training_run_id"]) == {run_id}
+    table = store.headline_table(df)
+    assert {"MMBench", "GQA"} <= set(table.columns)
+    assert len([c for c in table.columns if c.startswith("POPE@")]) == 2  # two protocols
+    assert not df.duplicated(["evaluation_key", "metric"]).any()
 
 
 def test_bad_run_is_a_clear_error(capsys, tmp_path):
     assert main(["evaluate", "--run", "nosuchrun", f"paths.root={tmp_path}"]) == 2
     err = capsys.readouterr().err
-    assert "--run 'nosuchrun' is neither a run key" in err and "Traceback" not in err
+    assert "--run 'nosuchrun' is neither a training key" in err and "Traceback" not in err
     assert not (tmp_path / "mlruns").exists()  # looking a run up creates no MLflow store
     assert main(["evaluate", "--run", "x", "vision=tiny_siglip", f"paths.root={tmp_path}"]) == 2
     assert "override 'vision=tiny_siglip': evaluate takes only" in capsys.readouterr().err

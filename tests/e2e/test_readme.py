@@ -20,7 +20,7 @@ from omegaconf import open_dict
 from msl_ablate.config.compose import compose
 
 REPO = Path(__file__).resolve().parents[2]
-RUN_KEY = "<run_key>"
+RUN_KEY = "<training_key>"
 # command -> how it is checked: "ok" (exit 0), "fails" (a clear error, exit != 0), "slow" (ok,
 # minutes: `make test-all`), "ci" (what `.ci/run` runs), or "skip: why".
 COMMANDS = {
@@ -43,6 +43,8 @@ COMMANDS = {
     "--predictions answers.jsonl": "ok",
     ".venv/bin/msl-ablate results": "ok",
     ".venv/bin/msl-ablate train -m --config-dir sweeps --config-name demo_projector": "slow",
+    # generates the demo-sized data set (~30 s); the status command itself is a fast e2e test
+    ".venv/bin/msl-ablate status --config-dir sweeps --config-name demo_projector": "slow",
     ".venv/bin/msl-ablate train trainer.devices=2 trainer.strategy=ddp preset=demo": "slow",
     ".venv/bin/torchrun --nproc_per_node=2 -m msl_ablate.commands.train trainer.devices=2 "
     "trainer.strategy=ddp preset=demo": "slow",
@@ -54,6 +56,9 @@ EXPECTED_OUTPUT = {
     ".venv/bin/msl-ablate train --help": "== Configuration groups ==",
     ".venv/bin/msl-ablate train vision=nosuch": "Available options in 'vision'",
     "make results": "rebuilt",
+    ".venv/bin/msl-ablate status --config-dir sweeps --config-name demo_projector": (
+        "study demo_projector: 4 job(s)"
+    ),
 }
 # `make results` runs this recipe (checked against the Makefile) in the workspace.
 MAKE_TARGETS = {"make results": "$(BIN)/msl-ablate results --rebuild"}
@@ -88,7 +93,7 @@ def test_ci_runs_the_readme_commands_it_stands_for():
 def workspace(
     tmp_path_factory: pytest.TempPathFactory, tiny_overrides: list[str]
 ) -> tuple[Path, str]:
-    """A folder laid out like the repository, with one finished tiny run; its run key."""
+    """A folder laid out like the repository, with one finished tiny run; its training key."""
     from msl_ablate.commands.train import run_train
 
     root = tmp_path_factory.mktemp("readme")
@@ -97,7 +102,7 @@ def workspace(
     cfg = compose([*tiny_overrides, f"paths.root={root}"])
     with open_dict(cfg):
         cfg.paths.cache_dir = os.environ["MSL_ABLATE_CACHE"]
-    key = run_train(cfg)["run_key"]
+    key = run_train(cfg)["training_key"]
     (root / "v2_mscoco_val2014_annotations.json").write_text(
         json.dumps({"annotations": [{"question_id": 1, "answers": [{"answer": "red"}] * 10}]})
     )

@@ -7,42 +7,44 @@ from mlflow.tracking import MlflowClient
 
 from msl_ablate.commands.train import run_train
 from msl_ablate.experiment import run as experiment_run
-from msl_ablate.experiment.layout import RunLayout
+from msl_ablate.experiment.layout import StageLayout
 from msl_ablate.training.lit_module import VLMLitModule
 
 
-def test_crash_after_training_is_failed_and_rerun_skips_finished_stages(make_cfg, monkeypatch):
-    cfg = make_cfg("study=resume")
+def test_crash_in_evaluation_keeps_the_training_and_rerun_only_evaluates(make_cfg, monkeypatch):
+    cfg = make_cfg("study=resume", "eval.benchmarks=[pope]")
+    real = experiment_run.evaluate_one
 
-    statuses = []
-
-    def crash(*args, **kwargs):
-        client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
-        exp = client.get_experiment_by_name(cfg.tracking.experiment)
-        statuses.extend(r.info.status for r in client.search_runs([exp.experiment_id]))
-        raise RuntimeError("evaluation crashed")
+    def crash_on_pope(evaluation, *args, **kwargs):
+        if evaluation.spec.name == "pope":
+            raise RuntimeError("evaluation crashed")
+        return real(evaluation, *args, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(experiment_run, "evaluate_benchmarks", crash)
+        patch.setattr(experiment_run, "evaluate_one", crash_on_pope)
         with pytest.raises(RuntimeError, match="evaluation crashed"):
             run_train(cfg)
     client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
     exp = client.get_experiment_by_name(cfg.tracking.experiment)
-    (failed,) = client.search_runs([exp.experiment_id])
-    # Both stages' fits are over but the run stays open until the experiment closes it, so a
-    # process killed at this point never leaves a run that looks FINISHED.
-    assert statuses == ["RUNNING"]
-    assert failed.info.status == "FAILED"
-    assert failed.data.tags["stage"] == "eval"  # where it stopped
-    key = failed.data.tags["run_key"]
-    layout = RunLayout.of(cfg.paths.output_dir, key)
-    assert layout.stage_checkpoint("align").is_file()
-    assert layout.stage_checkpoint("finetune").is_file()
+    runs = client.search_runs([exp.experiment_id])
+    (training,) = [r for r in runs if r.data.tags["kind"] == "training"]
+    # Both stages finished: the training is recorded; the held-out evaluation too, pope not.
+    assert training.info.status == "FINISHED"
+    assert [r.data.tags["benchmark"] for r in runs if r.data.tags["kind"] == "evaluation"] == [
+        "eval"
+    ]
+    for name, key in training.data.tags.items():
+        if name.startswith("stage_key."):
+            assert StageLayout.of(cfg.paths.output_dir, key).finished, name
 
     def no_training(self, batch, batch_idx):
         raise AssertionError("a finished stage was trained again")
 
     monkeypatch.setattr(VLMLitModule, "training_step", no_training)
-    result = run_train(make_cfg("study=resume"))
-    assert result["run_key"] == key
-    assert client.get_run(result["mlflow_run_id"]).info.status == "FINISHED"
+    result = run_train(make_cfg("study=resume", "eval.benchmarks=[pope]"))
+    assert result["mlflow_run_id"] == training.info.run_id
+    assert result["stages"] == {"align": "reused", "finetune": "reused"}
+    assert {k: v["new"] for k, v in result["evaluations"].items()} == {"eval": False, "pope": True}
+    runs = client.search_runs([exp.experiment_id])
+    assert sorted(r.data.tags["benchmark"] for r in runs if r.data.tags["kind"] == "evaluation") \
+        == ["eval", "pope"]  # fmt: skip

@@ -1,10 +1,12 @@
 """``msl-ablate evaluate --run RUN [--benchmarks a,b] [overrides]``: benchmark a finished run.
 
-``RUN`` is a run key (``outputs/runs/<run_key>/``) or an MLflow run id. The model is rebuilt
-from the run's saved ``config.yaml`` and brought to the end of its strategy by the stage loop
-that ``train`` uses (``experiment.stages.run_stages``, replaying finished stages only). Then
-every benchmark is generated and scored (the held-out split too, named ``eval.split``), the
-metrics are logged to the run's MLflow run and its results-store row is rebuilt from MLflow.
+``RUN`` is a training key (``outputs/trainings/<training_key>/``) or an MLflow run id (its
+training run or one of its evaluation runs). The config is the one saved with the trained
+model, and the run goes through the same stage graph as ``train`` (``experiment.run.run`` with
+``train=False``: every stage must be finished). Each benchmark not yet evaluated under the same
+protocol is generated and scored (the held-out split too, named ``eval.split``) and recorded as
+an evaluation run nested under the training run, with its rows in the results store; one
+already evaluated under that protocol is not run again.
 
 ``paths.*`` and ``tracking.*`` come from the command line (defaults + overrides), like
 ``msl-ablate results``: they say where the run is now. Everything else comes from the run's
@@ -23,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from msl_ablate.config.compose import absolutize_paths, compose
 from msl_ablate.experiment.checks import check
-from msl_ablate.experiment.layout import RUN_CONFIG, RunLayout, runs_dir
+from msl_ablate.experiment.layout import RUN_CONFIG, TrainingLayout, trainings_dir
 from msl_ablate.utils.errors import ConfigError, DataError
 from msl_ablate.utils.logging import get_logger
 
@@ -48,57 +50,41 @@ def _client(tracking: DictConfig):
     return MlflowClient(tracking_uri=uri)
 
 
-def _newest_finished(client, experiment: str, key: str) -> str | None:
-    """The id of the newest finished MLflow run of a run key (the one the store shows)."""
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return None
-    found = client.search_runs(
-        [exp.experiment_id],
-        filter_string=f"tags.run_key = '{key}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    return found[0].info.run_id if found else None
-
-
-def locate_run(run: str, current: DictConfig) -> tuple[str, Path, str | None]:
-    """Find a run's key, folder and MLflow run id from a run key or an MLflow run id.
+def locate_run(run: str, current: DictConfig) -> tuple[str, Path]:
+    """Find a trained model's key and folder from a training key or an MLflow run id.
 
     Args:
-        run: The ``--run`` argument.
+        run: The ``--run`` argument: a training key, or the id of a training or evaluation run.
         current: The composed command-line config (``paths``, ``tracking``).
 
     Returns:
-        ``(run_key, run_dir, mlflow_run_id or None)``; the newest finished MLflow run of the
-        key when given a key.
+        ``(training_key, training folder)``.
 
     Raises:
-        FileNotFoundError: Neither a run folder with a ``config.yaml`` nor an MLflow run.
+        FileNotFoundError: Neither a training folder with a ``config.yaml`` nor an MLflow run.
     """
     from mlflow.exceptions import MlflowException
 
-    runs = runs_dir(current.paths.output_dir)
+    trainings = trainings_dir(current.paths.output_dir)
+    if (trainings / run / RUN_CONFIG).is_file():
+        return run, trainings / run
     client = _client(current.tracking)
-    if (runs / run / RUN_CONFIG).is_file():
-        if client is None:
-            return run, runs / run, None
-        return run, runs / run, _newest_finished(client, current.tracking.experiment, run)
     if client is not None:
         try:
-            key = client.get_run(run).data.tags.get("run_key")
+            key = client.get_run(run).data.tags.get("training_key")
         except MlflowException:
             key = None
-        if key is not None and (runs / key / RUN_CONFIG).is_file():
-            return key, runs / key, run
+        if key is not None and (trainings / key / RUN_CONFIG).is_file():
+            return key, trainings / key
         if key is not None:
             raise FileNotFoundError(
-                f"--run {run!r}: MLflow run of run key {key!r}, but {runs / key / RUN_CONFIG} "
-                f"does not exist (pass the paths.root the run was trained with)"
+                f"--run {run!r}: MLflow run of training key {key!r}, but "
+                f"{trainings / key / RUN_CONFIG} does not exist (pass the paths.root the run "
+                f"was trained with)"
             )
-    known = sorted(p.parent.name for p in runs.glob(f"*/{RUN_CONFIG}"))
+    known = sorted(p.parent.name for p in trainings.glob(f"*/{RUN_CONFIG}"))
     raise FileNotFoundError(
-        f"--run {run!r} is neither a run key with {runs}/<run_key>/{RUN_CONFIG} "
+        f"--run {run!r} is neither a training key with {trainings}/<training_key>/{RUN_CONFIG} "
         f"(known: {known or 'none'}) nor an MLflow run id in {current.tracking.tracking_uri} "
         f"(set paths.root=... / tracking.tracking_uri=... to where the run is)"
     )
@@ -125,7 +111,7 @@ def check_overrides(overrides: list[str]) -> None:
             [
                 f"override {o!r}: evaluate takes only {', '.join(f'{k}.*' for k in WHERE_KEYS)}, "
                 f"eval.*, benchmarks= and num_threads (the model is the run's, from "
-                f"outputs/runs/<run_key>/config.yaml)"
+                f"outputs/trainings/<training_key>/config.yaml)"
                 for o in bad
             ]
         )
@@ -141,7 +127,7 @@ def load_run_config(run_dir: Path, current: DictConfig, overrides: list[str]) ->
 
     from msl_ablate.config.schema import TrainConfig
 
-    path = RunLayout(run_dir).config
+    path = TrainingLayout(run_dir).config
     try:  # typed like a composed config (enums, defaults) and checked against the schema
         cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(path))
     except OmegaConfBaseException as err:
@@ -163,67 +149,43 @@ def select_benchmarks(cfg: DictConfig, names: list[str]) -> None:
 
 
 def evaluate_run(run: str, benchmarks: list[str] | None, overrides: list[str]) -> dict[str, Any]:
-    """Evaluate a finished run on benchmarks; log to its MLflow run and update the store.
+    """Evaluate a trained model on benchmarks not yet evaluated under the same protocol.
 
     Args:
-        run: Run key or MLflow run id.
+        run: Training key or MLflow run id.
         benchmarks: Names to run: benchmarks of ``eval.suite`` and/or ``eval.split`` (default:
             the run's ``eval.split`` and ``eval.benchmarks``).
         overrides: ``paths.*``, ``tracking.*``, ``eval.*``, ``benchmarks=``, ``num_threads``.
 
     Returns:
-        ``{"run_key", "mlflow_run_id", "run_dir", "stage", "benchmarks", "metrics", "row"}``
-        (``benchmarks``: name -> scorer; ``row``: the store row, None without an MLflow run).
+        ``experiment.run.run``'s result with ``run_dir``, ``stage`` and ``benchmarks``
+        (name -> scorer) added.
 
     Raises:
         ConfigError: Bad overrides or benchmark names.
         FileNotFoundError: No such run, or a stage of it is not finished.
     """
-    import torch
-
-    from msl_ablate.evaluation.run_benchmarks import benchmark_specs, evaluate_benchmarks
-    from msl_ablate.experiment.stages import run_stages
-    from msl_ablate.models.assemble import build_vlm, max_sequence_length
-    from msl_ablate.results import store
-    from msl_ablate.tracking.mlflow_run import MlflowRun
+    from msl_ablate.experiment.run import run as run_graph
 
     check_overrides(overrides)
     current = compose(overrides)
     absolutize_paths(current)
-    key, run_dir, run_id = locate_run(run, current)
+    key, run_dir = locate_run(run, current)
     cfg = load_run_config(run_dir, current, overrides)
     if benchmarks is not None:
         select_benchmarks(cfg, benchmarks)
     check(cfg)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    layout = RunLayout(run_dir)
-    vlm = build_vlm(cfg)
-    specs = benchmark_specs(cfg)
-    run_stages(cfg, vlm, layout, max_sequence_length(cfg, vlm), train=False)
-    stage = list(cfg.strategy.stages)[-1]
-    metrics = evaluate_benchmarks(cfg, vlm, specs, layout.eval_dir, stage)
-    result: dict[str, Any] = {
-        "run_key": key,
-        "mlflow_run_id": run_id,
-        "run_dir": run_dir,
-        "stage": stage,
-        "benchmarks": {spec.name: spec.scorer for spec in specs},
-        "metrics": metrics,
-        "row": None,
-    }
-    client = _client(cfg.tracking)
-    if run_id is None or client is None:
-        log.warning(
-            "Run %s has no finished MLflow run in %s: metrics not logged",
-            key,
-            cfg.tracking.tracking_uri,
+    result = run_graph(cfg, train=False)
+    if result["training_key"] != key:
+        raise RuntimeError(
+            f"{run_dir / RUN_CONFIG} now keys to training {result['training_key']}, not {key}: "
+            f"the code that computes keys changed since it was trained"
         )
-    else:
-        tracker = MlflowRun(cfg.tracking, run_id=run_id)
-        tracker.log_metrics(metrics)
-        result["row"] = store.row_from_run(client.get_run(run_id))
-        store.upsert(Path(cfg.paths.results_dir) / store.STORE_FILE, result["row"])
+    result["run_dir"] = run_dir
+    result["stage"] = list(cfg.strategy.stages)[-1]
+    held_out = {} if cfg.eval.split is None else {cfg.eval.split: "exact_match"}
+    suite = {name: cfg.eval.suite.benchmarks[name].scorer for name in cfg.eval.benchmarks}
+    result["benchmarks"] = held_out | suite
     return result
 
 
@@ -233,8 +195,8 @@ def report(result: dict[str, Any]) -> str:
 
     stage, metrics = result["stage"], result["metrics"]
     lines = [
-        f"run {result['run_key']} (MLflow {result['mlflow_run_id'] or 'none'}), stage {stage}; "
-        f"all metrics in {result['run_dir']}/eval/<benchmark>/metrics.json",
+        f"training {result['training_key']} (MLflow {result['mlflow_run_id'] or 'none'}), stage "
+        f"{stage}; answers and metrics in {result['run_dir']}/evals/<benchmark>-<protocol>/",
         f"  {'benchmark':<10} {'metric':<18} {'value':>8} {'questions':>9} {'missing':>7}",
     ]
     for name, scorer in result["benchmarks"].items():
@@ -253,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     from msl_ablate.utils.logging import setup_console_logging
 
     parser = argparse.ArgumentParser(prog="msl-ablate evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--run", required=True, help="run key or MLflow run id")
+    parser.add_argument("--run", required=True, help="training key or MLflow run id")
     parser.add_argument(
         "--benchmarks", help="comma-separated benchmarks of eval.suite, and/or eval.split (eval)"
     )

@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     """Print the results store; with ``--rebuild`` first rebuild it from MLflow alone."""
     parser = argparse.ArgumentParser(prog="msl-ablate results", description=main.__doc__)
     parser.add_argument(
-        "--rebuild", action="store_true", help="rebuild results/runs.csv from MLflow"
+        "--rebuild", action="store_true", help="rebuild results/store.csv from MLflow"
     )
     parser.add_argument(
         "overrides", nargs="*", help="config overrides (paths.root=..., tracking.*)"
@@ -32,8 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(cfg.paths.results_dir) / store.STORE_FILE
     if args.rebuild:
         df = store.rebuild(cfg.tracking.tracking_uri, cfg.tracking.experiment, path)
-        print(f"rebuilt {path} from {cfg.tracking.tracking_uri} ({len(df)} runs)")
+        n = df["evaluation_key"].nunique()
+        print(f"rebuilt {path} from {cfg.tracking.tracking_uri} ({n} evaluations, {len(df)} rows)")
     else:
-        df = store.load(path)
+        try:
+            df = store.load(path)
+        except store.StoreError as err:
+            print(f"msl-ablate results: {err} (rebuild it: msl-ablate results --rebuild)",
+                  file=sys.stderr)  # fmt: skip
+            return 2
     print(store.summary(df))
     return 0

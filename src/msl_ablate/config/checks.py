@@ -162,6 +162,20 @@ def _lm_sequence_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
+def _checkpoint_problems(cfg: DictConfig) -> list[str]:
+    every_minutes, every_steps = cfg.checkpoint.every_minutes, cfg.checkpoint.every_steps
+    if every_minutes is None and every_steps is None:
+        return [
+            "checkpoint.every_minutes and checkpoint.every_steps are both null; set at least one "
+            "(conf/train.yaml), or an interrupted stage cannot resume"
+        ]
+    return [
+        f"checkpoint.{key} must be > 0 or null, got {value}"
+        for key, value in (("every_minutes", every_minutes), ("every_steps", every_steps))
+        if value is not None and value <= 0
+    ]
+
+
 def check_config(cfg: DictConfig, more: Iterable[str] = ()) -> None:
     """Raise one ``ConfigError`` listing every cross-group problem of a composed config.
 
@@ -203,6 +217,7 @@ def check_config(cfg: DictConfig, more: Iterable[str] = ()) -> None:
             f"lm.lora_target_modules is an empty list; name the Linear layers to adapt or use "
             f"null for all of them (conf/lm/{cfg.lm.name}.yaml)"
         )
+    problems += _checkpoint_problems(cfg)
     problems += list(more)
     if problems:
         raise ConfigError(problems)

@@ -51,7 +51,9 @@ def _chain(err: BaseException | None) -> list[BaseException]:
     return chain[:2]
 
 
-def _valid_keys(overrides: list[str], config_name: str, full_key: str) -> list[str] | None:
+def _valid_keys(
+    overrides: list[str], config_name: str, full_key: str, extra_dir: Path | None = None
+) -> list[str] | None:
     parent = full_key.rsplit(".", 1)[0] if "." in full_key else ""
     leaf = full_key.rsplit(".", 1)[-1]
     kept = [
@@ -60,25 +62,40 @@ def _valid_keys(overrides: list[str], config_name: str, full_key: str) -> list[s
         if full_key not in o.split("=", 1)[0] and leaf not in o.split("=", 1)[0]
     ]
     try:
-        cfg = _compose(kept, config_name)
+        cfg = _compose(kept, config_name, extra_dir)
     except (HydraException, OmegaConfBaseException):
         return None
     node = OmegaConf.select(cfg, parent) if parent else cfg
     return sorted(node.keys()) if isinstance(node, DictConfig) else None
 
 
-def _compose(overrides: list[str], config_name: str) -> DictConfig:
+def _compose(
+    overrides: list[str], config_name: str, extra_dir: Path | None = None, hydra: bool = False
+) -> DictConfig:
     register_schemas()
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=overrides)
+    if extra_dir is None:
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            return hydra_compose(config_name, overrides, return_hydra_config=hydra)
+    # As `--config-dir`: the primary config is in extra_dir, `conf/` is searched too.
+    search = f"hydra.searchpath=[file://{config_dir()}]"
+    with initialize_config_dir(str(Path(extra_dir).resolve()), version_base="1.3"):
+        return hydra_compose(config_name, [search, *overrides], return_hydra_config=hydra)
 
 
-def compose(overrides: list[str] | None = None, config_name: str = "train") -> DictConfig:
+def compose(
+    overrides: list[str] | None = None,
+    config_name: str = "train",
+    extra_dir: str | Path | None = None,
+    hydra: bool = False,
+) -> DictConfig:
     """Compose ``conf/<config_name>.yaml`` with command-line style overrides.
 
     Args:
         overrides: e.g. ``["vision=tiny_siglip", "strategy.stages.align.max_steps=2"]``.
         config_name: The primary config.
+        extra_dir: A folder holding the primary config, as ``train --config-dir`` (e.g.
+            ``sweeps``); ``conf/`` is searched too.
+        hydra: Keep the ``hydra`` node (e.g. ``hydra.sweeper.params``).
 
     Returns:
         The composed config (unresolved interpolations kept).
@@ -89,12 +106,12 @@ def compose(overrides: list[str] | None = None, config_name: str = "train") -> D
     """
     overrides = list(overrides or [])
     try:
-        return _compose(overrides, config_name)
+        return _compose(overrides, config_name, extra_dir and Path(extra_dir), hydra)
     except (HydraException, OmegaConfBaseException) as err:
         message = "; ".join(str(e).strip() for e in _chain(err) if str(e).strip())
         key = _bad_key(err)
         if key is not None and ("not in struct" in message or "not in" in message):
-            valid = _valid_keys(overrides, config_name, key)
+            valid = _valid_keys(overrides, config_name, key, extra_dir and Path(extra_dir))
             if valid:
                 where = key.rsplit(".", 1)[0] if "." in key else "the root config"
                 message = f"unknown key '{key}'. Valid keys in {where}: {', '.join(valid)}"
@@ -105,3 +122,24 @@ def absolutize_paths(cfg: DictConfig) -> None:
     """Make ``paths.*`` absolute (``~`` expanded) so that every derived path is too."""
     for key in ("root", "cache_dir"):
         cfg.paths[key] = str(Path(cfg.paths[key]).expanduser().resolve())
+
+
+def sweep_jobs(
+    overrides: list[str], config_name: str = "train", extra_dir: str | Path | None = None
+) -> list[list[str]]:
+    """The overrides of each job of a ``-m`` sweep, as Hydra's basic sweeper expands them.
+
+    The primary config's ``hydra.sweeper.params`` come first, then the command line (a
+    command-line ``key=a,b`` replaces the config's sweep of that key), as ``train -m`` does.
+    """
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    parsed = parser.parse_overrides(overrides)
+    fixed = [text for text, o in zip(overrides, parsed, strict=True) if not o.is_sweep_override()]
+    params = compose(fixed, config_name, extra_dir, hydra=True).hydra.sweeper.params or {}
+    given = {o.get_key_element() for o in parsed}
+    swept = [f"{k}={v}" for k, v in params.items() if k not in given]
+    (batch,) = BasicSweeper.split_arguments(parser.parse_overrides(swept + overrides), None)
+    return batch

@@ -238,6 +238,15 @@ class EvalConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    """When a stage writes its resume checkpoint (``training/checkpointing.py``): whichever of
+    the two comes first; null turns a trigger off, at least one must stay on."""
+
+    every_minutes: float | None = 10.0  # wall time between saves
+    every_steps: int | None = None  # save when global_step is a multiple of it
+
+
+@dataclass
 class PathsConfig:
     root: str = "."
     cache_dir: str = "~/.cache/msl-ablate"
@@ -263,6 +272,7 @@ class TrainConfig:
     trainer: TrainerConfig = MISSING
     tracking: TrackingConfig = MISSING
     eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
 
 # Stored as `schema/<name>`, outside the option groups (so `--help` lists only real options);

@@ -15,6 +15,7 @@ from transformers import PreTrainedTokenizerBase
 
 from msl_ablate.data.collate import VLMCollator
 from msl_ablate.data.dataset import LlavaDataset, load_records
+from msl_ablate.data.sampler import TRAINER_KWARGS, PositionLoader, PositionSampler
 from msl_ablate.utils.files import stable_hash
 
 
@@ -55,8 +56,8 @@ class VLMDataModule(L.LightningDataModule):
         image_transform: The encoder's image transform.
         num_image_tokens: Image tokens per image.
         max_length: Longest sequence (``models.assemble.max_sequence_length``).
-        batch_size: Samples per step.
-        seed: Shuffling seed.
+        batch_size: Samples per step on each device.
+        seed: Seeds the data order (``data.sampler``).
     """
 
     def __init__(
@@ -100,14 +101,45 @@ class VLMDataModule(L.LightningDataModule):
         if self.train_set is None:
             self.train_set = self.make_dataset(self.split)
 
+    def _start_position(self, batch_size: int, world_size: int) -> int:
+        """First stream position of the next step: Lightning has restored ``global_step`` from
+        the checkpoint before it asks for or iterates the loader; 0 without a trainer."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0
+        steps = trainer.global_step * trainer.accumulate_grad_batches  # batches drawn so far
+        return steps * batch_size * world_size
+
     def train_dataloader(self) -> DataLoader[dict[str, Any]]:
-        return DataLoader(
+        """Full batches in the order of ``data.sampler.PositionSampler``, from the current step.
+
+        A split smaller than ``batch_size`` gives batches of all its records (one pass each).
+
+        Raises:
+            RuntimeError: On several devices with Lightning's distributed sampler still on.
+        """
+        trainer = self.trainer
+        rank, world_size = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        # Lightning exposes this only on its connector; a wrapped sampler would split twice.
+        if world_size > 1 and getattr(trainer._accelerator_connector, "use_distributed_sampler", 0):
+            raise RuntimeError(
+                f"the training sampler splits the data by rank itself; build the Trainer with "
+                f"{TRAINER_KWARGS} (it runs on {world_size} processes)"
+            )
+        batch_size = min(self.batch_size, len(self.train_set))
+        sampler = PositionSampler(
+            len(self.train_set), batch_size, self.seed,
+            start_position=lambda: self._start_position(batch_size, world_size),
+            rank=rank, world_size=world_size,
+        )  # fmt: skip
+        return PositionLoader(
             self.train_set,
-            batch_size=self.batch_size,
-            shuffle=True,
-            drop_last=len(self.train_set) >= self.batch_size,
+            batch_size=batch_size,
+            sampler=sampler,
             num_workers=self.data_cfg.num_workers,
             persistent_workers=self.data_cfg.num_workers > 0,
             collate_fn=VLMCollator(self.tokenizer.pad_token_id, "right"),
+            # Its own generator: seeding workers must not draw from the global RNG, which a
+            # checkpoint restores and the next step's dropout must find unchanged.
             generator=torch.Generator().manual_seed(self.seed),
         )

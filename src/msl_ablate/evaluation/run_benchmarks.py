@@ -1,6 +1,7 @@
-"""Which benchmarks a run is evaluated on, from the ``eval`` config, and the loop over them.
+"""Which benchmarks a run is evaluated on, from the ``eval`` config.
 
-Two sources of benchmarks, one mechanism (``benchmark.evaluate_benchmark``):
+Two sources of benchmarks, one mechanism (``benchmark.evaluate_benchmark``, called per
+evaluation by ``experiment.evaluations``):
 
 * the held-out split of the training data (``eval.split``): its LLaVA conversation file is
   scored by ``exact_match``, with the majority-answer baseline of the last stage's split;
@@ -19,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from msl_ablate.config.enums import QuestionFormat
 from msl_ablate.data.datamodule import resolve_data_root, split_path
-from msl_ablate.evaluation.benchmark import BenchmarkSpec, evaluate_benchmark
+from msl_ablate.evaluation.benchmark import BenchmarkSpec
 from msl_ablate.evaluation.scoring.exact_match import reference_answers
 from msl_ablate.models.assemble import max_sequence_length
 from msl_ablate.models.vlm import VisionLanguageModel
@@ -116,36 +117,3 @@ def prompt_limit(cfg: DictConfig, vlm: VisionLanguageModel) -> int:
         return cfg.eval.max_length
     context = getattr(vlm.lm.model.config, "max_position_embeddings", None)
     return context or max_sequence_length(cfg, vlm)
-
-
-def evaluate_benchmarks(
-    cfg: DictConfig,
-    vlm: VisionLanguageModel,
-    specs: list[BenchmarkSpec],
-    out_dir: Path,
-    stage: str,
-) -> dict[str, float]:
-    """Evaluate ``vlm`` on each benchmark.
-
-    Args:
-        cfg: The root config (``eval.batch_size``, ``eval.max_length``).
-        vlm: The trained model.
-        specs: From ``benchmark_specs``.
-        out_dir: Answers go to ``<out_dir>/<benchmark>/``.
-        stage: The stage whose model this is (metric prefix).
-
-    Returns:
-        ``{f"{stage}/{benchmark}/{metric}": value}`` for every benchmark with a scorer.
-    """
-    limit = prompt_limit(cfg, vlm)
-    metrics: dict[str, float] = {}
-    for spec in specs:
-        metrics |= evaluate_benchmark(
-            vlm,
-            spec,
-            out_dir / spec.name,
-            f"{stage}/{spec.name}",
-            cfg.eval.batch_size,
-            limit - spec.max_new_tokens,
-        )
-    return metrics

@@ -1,8 +1,18 @@
-"""Where a run's files live: the only module that spells out their paths.
+"""Where the stage graph's artifacts live: the only module that spells out their paths.
 
-``<paths.output_dir>/runs/<run_key>/`` holds the resolved ``config.yaml`` (what ``evaluate``
-rebuilds the model from), one folder per stage (``trainable.safetensors`` once finished,
-Lightning's ``checkpoints/last.ckpt`` for resuming) and ``eval/<benchmark>/`` (answers, metrics).
+Everything is found by key, never by parsing a folder name::
+
+    <paths.output_dir>/
+      stages/<stage_key>/           one stage's result, shared by every run with that key
+        inputs.json                 what the key hashes (to see why two keys differ)
+        checkpoints/last.ckpt       Lightning checkpoints while unfinished (previous.ckpt too)
+        trainable.safetensors       the trained weights
+        stage.json                  written last: the stage is finished (metrics, who trained it)
+      stages/<stage_key>.lock       held while a process trains the stage
+      trainings/<training_key>/     one trained model (= its last stage)
+        config.yaml                 what `msl-ablate evaluate` rebuilds the model from
+        evals/<benchmark>-<protocol>/   answers.jsonl, metrics.json, evaluation.json (last)
+      trainings/<training_key>.lock held while a process trains or evaluates it
 """
 
 from __future__ import annotations
@@ -12,43 +22,90 @@ from pathlib import Path
 
 RUN_CONFIG = "config.yaml"
 STAGE_CHECKPOINT = "trainable.safetensors"
-EVAL_DIR = "eval"  # also the artifact folder of the answer files in MLflow
+STAGE_RECORD = "stage.json"
+STAGE_INPUTS = "inputs.json"
+EVAL_RECORD = "evaluation.json"
+EVAL_DIR = "evals"  # also the artifact folder of the answer files in MLflow
 
 
-def runs_dir(output_dir: str | Path) -> Path:
-    """The folder of every run's folder."""
-    return Path(output_dir) / "runs"
+def stages_dir(output_dir: str | Path) -> Path:
+    return Path(output_dir) / "stages"
+
+
+def trainings_dir(output_dir: str | Path) -> Path:
+    """The folder of every trained model's folder."""
+    return Path(output_dir) / "trainings"
 
 
 @dataclass(frozen=True)
-class RunLayout:
-    """The files of one run.
-
-    Attributes:
-        root: ``<paths.output_dir>/runs/<run_key>``.
-    """
+class StageLayout:
+    """The files of one stage key."""
 
     root: Path
 
     @classmethod
-    def of(cls, output_dir: str | Path, run_key: str) -> RunLayout:
-        return cls(runs_dir(output_dir) / run_key)
+    def of(cls, output_dir: str | Path, stage_key: str) -> StageLayout:
+        return cls(stages_dir(output_dir) / stage_key)
+
+    @property
+    def key(self) -> str:
+        return self.root.name
+
+    @property
+    def weights(self) -> Path:
+        return self.root / STAGE_CHECKPOINT
+
+    @property
+    def record(self) -> Path:
+        """Written last: its presence means the stage finished."""
+        return self.root / STAGE_RECORD
+
+    @property
+    def inputs(self) -> Path:
+        return self.root / STAGE_INPUTS
+
+    @property
+    def resume_dir(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def lock(self) -> Path:
+        return self.root.with_name(f"{self.root.name}.lock")
+
+    @property
+    def finished(self) -> bool:
+        return self.record.is_file() and self.weights.is_file()
+
+
+@dataclass(frozen=True)
+class TrainingLayout:
+    """The files of one training key: its config and its evaluations."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, output_dir: str | Path, training_key: str) -> TrainingLayout:
+        return cls(trainings_dir(output_dir) / training_key)
+
+    @property
+    def key(self) -> str:
+        return self.root.name
 
     @property
     def config(self) -> Path:
         return self.root / RUN_CONFIG
 
-    def stage_dir(self, stage: str) -> Path:
-        return self.root / stage
-
-    def stage_checkpoint(self, stage: str) -> Path:
-        """The stage's trainable weights; its presence means the stage finished."""
-        return self.stage_dir(stage) / STAGE_CHECKPOINT
-
-    def resume_dir(self, stage: str) -> Path:
-        """Lightning's checkpoints of an unfinished stage (``last.ckpt`` resumes it)."""
-        return self.stage_dir(stage) / "checkpoints"
+    @property
+    def lock(self) -> Path:
+        return self.root.with_name(f"{self.root.name}.lock")
 
     @property
-    def eval_dir(self) -> Path:
+    def evals_dir(self) -> Path:
         return self.root / EVAL_DIR
+
+    def eval_dir(self, benchmark: str, protocol: str) -> Path:
+        return self.evals_dir / f"{benchmark}-{protocol}"
+
+    def eval_record(self, benchmark: str, protocol: str) -> Path:
+        """Written last: its presence means the evaluation finished."""
+        return self.eval_dir(benchmark, protocol) / EVAL_RECORD

@@ -1,25 +1,40 @@
-"""One run: build the model, run the stages, evaluate, record in MLflow and the results store."""
+"""One run of the stage graph: reuse or train each stage, run the missing evaluations, record them.
+
+Under the training key's lock (one process per trained model at a time):
+
+1. nothing to do (every stage finished, every evaluation recorded): say what was skipped and
+   return, building no model and creating no MLflow run or store row;
+2. else open the training's MLflow run (new, or its own unfinished one, reopened), bring the
+   model to the end of the strategy (``stages.run_stages``: stages found by key are reused);
+3. run each evaluation not done yet, record each one not yet in MLflow as a nested run, and add
+   its rows to the results store.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from msl_ablate.evaluation.run_benchmarks import benchmark_specs, evaluate_benchmarks
-from msl_ablate.experiment.layout import EVAL_DIR, RunLayout
+from msl_ablate.config.components import components
+from msl_ablate.evaluation.run_benchmarks import benchmark_specs, prompt_limit
+from msl_ablate.experiment.evaluations import Evaluation, log_evaluation, plan_evaluations
+from msl_ablate.experiment.evaluations import run_evaluation as evaluate_one
+from msl_ablate.experiment.keys import KEY_LENGTH, stage_inputs
+from msl_ablate.experiment.layout import RUN_CONFIG, StageLayout, TrainingLayout
 from msl_ablate.experiment.stages import run_stages
-from msl_ablate.models.assemble import build_vlm, max_sequence_length
 from msl_ablate.results import store
-from msl_ablate.tracking.mlflow_run import MlflowRun
-from msl_ablate.tracking.run_key import run_key, stage_keys
-from msl_ablate.utils.files import write_text_atomic
-from msl_ablate.utils.logging import get_logger
+from msl_ablate.tracking.mlflow_run import EVALUATION, TRAINING, Tracker, flatten, git_sha
+from msl_ablate.utils.files import stable_hash, write_text_atomic
+from msl_ablate.utils.locks import hold, is_held
+from msl_ablate.utils.logging import get_logger, is_rank_zero
 
 log = get_logger(__name__)
+
+AXIS_GROUPS = ("vision", "lm", "projector", "strategy", "data")
+# The config groups that define a trained model: the training run's params.
+MODEL_GROUPS = ("vision", "lm", "projector", "strategy", "data", "trainer")
 
 
 def heldout_report(metrics: dict[str, float], prefix: str) -> str:
@@ -33,57 +48,229 @@ def heldout_report(metrics: dict[str, float], prefix: str) -> str:
     return "\n".join(rows)
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """Run every stage of the strategy, then evaluate, log to MLflow and update the results store.
+def provenance(cfg: DictConfig) -> dict[str, str]:
+    """Where the weights come from: ``weights.<part>`` (checkpoint ids) and ``twin.<part>``."""
+    tags = {}
+    for part in ("vision", "lm"):
+        specs = [spec for _, spec in components(cfg[part], part)]
+        tags[f"weights.{part}"] = "+".join(str(s.checkpoint or "tiny-twin") for s in specs)
+        twins = {bool(cfg.offline_twins or s.checkpoint is None) for s in specs}
+        tags[f"twin.{part}"] = "mixed" if len(twins) > 1 else str(twins.pop()).lower()
+    return tags
+
+
+def training_tags(cfg: DictConfig, keys: dict[str, str]) -> dict[str, str]:
+    return {
+        "study": cfg.study,
+        "seed": str(cfg.seed),
+        "git_sha": git_sha(),
+        "outputs": str(cfg.paths.output_dir),
+        "offline_twins": str(cfg.offline_twins).lower(),
+        **{f"axis.{g}": cfg[g].name for g in AXIS_GROUPS},
+        **{f"stage_key.{s}": k for s, k in keys.items()},
+        **provenance(cfg),
+    }
+
+
+def run_name(cfg: DictConfig) -> str:
+    return (
+        "-".join(cfg[g].name for g in ("vision", "lm", "projector", "strategy")) + f"-s{cfg.seed}"
+    )
+
+
+def close_stale_runs(tracker: Tracker, output_dir: str, own_key: str) -> None:
+    """Mark KILLED every RUNNING run of these outputs whose training lock no process holds."""
+    for kind in (TRAINING, EVALUATION):
+        for found in tracker.search(kind, "attributes.status = 'RUNNING'"):
+            tags = found.data.tags
+            key = tags.get("training_key")
+            if tags.get("outputs") != output_dir or key is None or key == own_key:
+                continue
+            if not is_held(TrainingLayout.of(output_dir, key).lock):
+                reason = f"its process ({tags.get('host')}:{tags.get('pid')}) is gone"
+                log.warning("MLflow %s run %s was RUNNING but %s: KILLED", kind, found.info.run_id,
+                            reason)  # fmt: skip
+                tracker.finish(found.info.run_id, "KILLED", reason)
+
+
+def run(cfg: DictConfig, train: bool = True) -> dict[str, Any]:
+    """Reuse or train every stage, run the missing evaluations, record what is new.
 
     Args:
         cfg: The composed, checked root config (absolute ``paths``).
+        train: False (``msl-ablate evaluate``): every stage must be finished.
 
     Returns:
-        ``{"run_key", "mlflow_run_id", "metrics", "row"}``.
+        ``{"training_key", "stage_keys", "mlflow_run_id", "metrics", "stages", "evaluations",
+        "skipped", "store_rows"}``; ``stages``: name -> ``trained`` or ``reused``;
+        ``evaluations``: benchmark -> ``{"key", "protocol", "new", "run_id"}``.
     """
-    key = run_key(cfg)
-    layout = RunLayout.of(cfg.paths.output_dir, key)
-    log.info("Run key %s -> %s", key, layout.root)
-    write_text_atomic(layout.config, OmegaConf.to_yaml(cfg, resolve=True))
+    inputs = stage_inputs(cfg)
+    keys = {name: stable_hash(v, KEY_LENGTH) for name, v in inputs.items()}
+    training = TrainingLayout.of(cfg.paths.output_dir, list(keys.values())[-1])
+    evaluations = plan_evaluations(cfg, benchmark_specs(cfg), training)
+    if not is_rank_zero():  # a DDP rank > 0: train with rank zero; it alone records and evaluates
+        return _other_rank(cfg, train, keys, inputs, training)
+    tracker = Tracker(cfg.tracking) if cfg.tracking.enabled else None
+    with hold(training.lock, f"training {training.key}"):
+        if tracker is not None:
+            close_stale_runs(tracker, str(cfg.paths.output_dir), training.key)
+        return _run_locked(cfg, train, keys, inputs, training, evaluations, tracker)
+
+
+def _run_locked(
+    cfg: DictConfig,
+    train: bool,
+    keys: dict[str, str],
+    inputs: dict[str, dict[str, Any]],
+    training: TrainingLayout,
+    evaluations: list[Evaluation],
+    tracker: Tracker | None,
+) -> dict[str, Any]:
+    stages_done = all(StageLayout.of(cfg.paths.output_dir, k).finished for k in keys.values())
+    found = None if tracker is None else tracker.find(TRAINING, training.key)
+    recorded = set()
+    if tracker is not None:
+        done = tracker.search(EVALUATION, f"tags.training_key = '{training.key}' and "
+                              "attributes.status = 'FINISHED'")  # fmt: skip
+        recorded = {r.data.tags["evaluation_key"] for r in done}
+    if not train and not stages_done:
+        missing = [
+            n for n, k in keys.items() if not StageLayout.of(cfg.paths.output_dir, k).finished
+        ]
+        raise FileNotFoundError(
+            f"training {training.key} is not finished: stage(s) {', '.join(missing)} have no "
+            f"finished artifact under {cfg.paths.output_dir}/stages/ (run `msl-ablate train` "
+            f"with the run's config to finish it)"
+        )
+    pending = [e for e in evaluations if e.record() is None]
+    pending_keys = {e.key for e in pending}
+    unlogged = [e for e in evaluations if tracker is not None and e.key not in recorded]
+    training_recorded = tracker is None or (found is not None and found.info.status == "FINISHED")
+    result: dict[str, Any] = {
+        "training_key": training.key,
+        "stage_keys": keys,
+        "mlflow_run_id": None if found is None else found.info.run_id,
+        "metrics": {},
+        "stages": {},
+        "evaluations": {},
+        "skipped": False,
+        "store_rows": 0,
+    }
+    if stages_done and training_recorded and not pending and not unlogged:
+        for e in evaluations:
+            result["metrics"] |= e.record()["metrics"]
+        result["skipped"] = True
+        log.info(
+            "Nothing to do for training %s (%s): stages %s finished, %d evaluations recorded%s; "
+            "skipped",
+            training.key, run_name(cfg), ", ".join(keys), len(evaluations),
+            "" if found is None else f" (MLflow run {found.info.run_id})",
+        )  # fmt: skip
+        return result
+
+    if train:  # `evaluate` reads it; its own eval overrides never replace the training's
+        write_text_atomic(training.config, OmegaConf.to_yaml(cfg, resolve=True))
+    run_id = None
+    if tracker is not None:
+        params = flatten(
+            {
+                g: OmegaConf.to_container(cfg[g], resolve=True, enum_to_str=True)
+                for g in MODEL_GROUPS
+            }
+            | {"seed": cfg.seed, "offline_twins": cfg.offline_twins}
+        )
+        run_id, status = tracker.open(TRAINING, training.key, run_name(cfg),
+                                      training_tags(cfg, keys), params)  # fmt: skip
+        training_recorded = status == "FINISHED" and stages_done
+        if status == "FINISHED" and not stages_done:  # its stage files were deleted: redo them
+            tracker.client.update_run(run_id, status="RUNNING")
+        tracker.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), RUN_CONFIG)
+        result["mlflow_run_id"] = run_id
+
+    vlm, limit = None, 0
+    if not stages_done or pending:
+        vlm, limit = _bring_to_end(cfg, train, keys, inputs, tracker, run_id, training_recorded,
+                                   result)  # fmt: skip
+    elif tracker is not None and not training_recorded:
+        tracker.finish(run_id, "FINISHED")
+
+    last_stage = list(cfg.strategy.stages)[-1]
+    tags = {"training_key": training.key, "outputs": str(cfg.paths.output_dir),
+            "study": cfg.study}  # fmt: skip
+    path = Path(cfg.paths.results_dir) / store.STORE_FILE
+    for e in evaluations:
+        record = e.record()
+        if record is None:
+            record = evaluate_one(e, vlm, last_stage, cfg.eval.batch_size, limit)
+        info = {
+            "key": e.key,
+            "protocol": e.protocol_key,
+            "new": e.key in pending_keys,
+            "run_id": None,
+        }
+        if tracker is not None and e.key not in recorded:
+            info["run_id"] = log_evaluation(tracker, e, record, run_id, tags)
+            client = tracker.client
+            rows = store.rows_from_runs(client.get_run(info["run_id"]), client.get_run(run_id))
+            store.upsert(path, rows, tracker=tracker)
+            result["store_rows"] += len(rows)
+        result["evaluations"][e.spec.name] = info
+        result["metrics"] |= record["metrics"]
+    if cfg.eval.split is not None:
+        prefix = f"{last_stage}/{cfg.eval.split}"
+        log.info("Held-out %s split, exact match %%:\n%s", cfg.eval.split,
+                 heldout_report(result["metrics"], prefix))  # fmt: skip
+    if result["store_rows"]:
+        log.info("Results store %s:\n%s", path, store.summary(store.load(path)))
+    return result
+
+
+def _bring_to_end(
+    cfg: DictConfig,
+    train: bool,
+    keys: dict[str, str],
+    inputs: dict[str, dict[str, Any]],
+    tracker: Tracker | None,
+    run_id: str | None,
+    training_recorded: bool,
+    result: dict[str, Any],
+) -> tuple[Any, int]:
+    """Build the model and run the stage loop; close the training run. Returns (vlm, limit)."""
+    import lightning as L
+    import torch
+
+    from msl_ablate.models.assemble import build_vlm, max_sequence_length
+
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     L.seed_everything(cfg.seed, workers=True)
     vlm = build_vlm(cfg)
-    # Before any training: sequence budget, evaluation files (held-out answers, the suite).
     max_length = max_sequence_length(cfg, vlm)
-    specs = benchmark_specs(cfg)
-    tracker = MlflowRun(cfg.tracking) if cfg.tracking.enabled else None
-    if tracker is not None:
-        tracker.start(cfg, key, stage_keys(cfg))
-    last_stage = list(cfg.strategy.stages)[-1]
     try:
-        run_stages(cfg, vlm, layout, max_length, tracker)
-        if tracker is not None:
-            tracker.set_tag("stage", "eval")
-        metrics = evaluate_benchmarks(cfg, vlm, specs, layout.eval_dir, last_stage)
+        outcomes = run_stages(cfg, vlm, keys, inputs, max_length, tracker, run_id, train)
     except BaseException as err:
-        if tracker is not None:
-            tracker.finish("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        if tracker is not None and not training_recorded:
+            status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+            tracker.finish(run_id, status, f"{type(err).__name__}: {err}")
         raise
-    if cfg.eval.split is not None:
-        prefix = f"{last_stage}/{cfg.eval.split}"
-        report = heldout_report(metrics, prefix)
-        log.info("Held-out %s split, exact match %%:\n%s", cfg.eval.split, report)
-    result: dict[str, Any] = {
-        "run_key": key,
-        "metrics": metrics,
-        "mlflow_run_id": None,
-        "row": None,
-    }
-    if tracker is not None:
-        tracker.log_metrics(metrics)
-        if layout.eval_dir.is_dir():
-            tracker.log_artifacts(layout.eval_dir, EVAL_DIR)  # answer files and metrics.json
-        tracker.set_tag("stage", "done")
-        tracker.finish("FINISHED")
-        result["mlflow_run_id"] = tracker.run_id
-        result["row"] = store.row_from_run(tracker.client.get_run(tracker.run_id))
-        path = Path(cfg.paths.results_dir) / store.STORE_FILE
-        log.info("Results store %s:\n%s", path, store.summary(store.upsert(path, result["row"])))
+    result["stages"] = {o.name: "trained" if o.trained else "reused" for o in outcomes}
+    if tracker is not None and not training_recorded:
+        tracker.set_tags(run_id, {"stage": "done"})
+        tracker.finish(run_id, "FINISHED")
+    return vlm, prompt_limit(cfg, vlm)
+
+
+def _other_rank(
+    cfg: DictConfig,
+    train: bool,
+    keys: dict[str, str],
+    inputs: dict[str, dict[str, Any]],
+    training: TrainingLayout,
+) -> dict[str, Any]:
+    """A DDP rank other than zero: the same stages, no lock, no record, no evaluation."""
+    result = {"training_key": training.key, "stage_keys": keys, "mlflow_run_id": None,
+              "metrics": {}, "stages": {}, "evaluations": {}, "skipped": False,
+              "store_rows": 0}  # fmt: skip
+    _bring_to_end(cfg, train, keys, inputs, None, None, True, result)
     return result

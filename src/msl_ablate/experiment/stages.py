@@ -1,27 +1,55 @@
-"""The stage loop: apply each stage of the strategy in order, reuse it if finished, else fit it.
+"""The stage loop: each stage of the strategy is found by its key and reused, or trained once.
 
-``train`` and ``evaluate`` share it (``train=False`` replays finished stages only): each stage's
-trainability is applied in order, so LoRA wrapping happens where the stage did it and the
-saved keys exist, then its ``trainable.safetensors`` is loaded or trained.
+``train`` and ``evaluate`` share it (``train=False`` replays finished stages only). Each stage's
+trainability is applied in order, so LoRA wrapping happens where the stage did it and the saved
+keys exist; then the stage's ``trainable.safetensors`` is loaded from ``stages/<stage_key>/``, or
+the stage is fit under that key's lock: two processes that need the same stage train it once,
+the second waits and loads what the first wrote.
 """
 
 from __future__ import annotations
 
+import shutil
+import time
+from dataclasses import dataclass
+from typing import Any
+
 import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint, ThroughputMonitor
+from lightning.pytorch.callbacks import ThroughputMonitor
 from omegaconf import DictConfig
 
 from msl_ablate.data.datamodule import VLMDataModule, resolve_data_root
-from msl_ablate.experiment.layout import RunLayout
+from msl_ablate.data.sampler import TRAINER_KWARGS
+from msl_ablate.experiment.layout import StageLayout
 from msl_ablate.models.vlm import VisionLanguageModel
-from msl_ablate.tracking.mlflow_run import MlflowRun, StageMLFlowLogger
+from msl_ablate.tracking.mlflow_run import StageMLFlowLogger, Tracker
+from msl_ablate.training.checkpointing import StageCheckpoint, resume_path
 from msl_ablate.training.lit_module import VLMLitModule
 from msl_ablate.training.progress import StageProgressBar
 from msl_ablate.training.strategy import apply_stage, load_trainable, save_trainable
-from msl_ablate.utils.logging import get_logger
+from msl_ablate.utils.files import read_json, write_json_atomic
+from msl_ablate.utils.locks import hold
+from msl_ablate.utils.logging import get_logger, is_rank_zero
 
 log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """What the loop did with one stage.
+
+    Attributes:
+        name: The stage (``align``, ``finetune``).
+        layout: Its files (``layout.key`` is the stage key).
+        trained: Fit by this process; False: reused, finished earlier or by another run.
+        record: The stage's ``stage.json`` (who trained it, steps, wall time, last loss).
+    """
+
+    name: str
+    layout: StageLayout
+    trained: bool
+    record: dict[str, Any]
 
 
 def fit_stage(
@@ -29,34 +57,27 @@ def fit_stage(
     vlm: VisionLanguageModel,
     stage: DictConfig,
     param_groups: list[dict],
-    layout: RunLayout,
+    layout: StageLayout,
     max_length: int,
-    tracker: MlflowRun | None,
-) -> None:
-    """Fit one stage, resuming from its last Lightning checkpoint.
+    logger: StageMLFlowLogger | bool,
+) -> dict[str, Any]:
+    """Fit one stage, resuming from its newest loadable checkpoint.
+
+    Returns:
+        ``{"steps", "wall_s", "loss"}`` of this fit.
 
     Raises:
         RuntimeError: The stage stopped before ``max_steps`` (a graceful interrupt).
+        NonFiniteLossError: The loss became NaN or infinite.
     """
     datamodule = VLMDataModule(
         cfg.data, resolve_data_root(cfg.data, cfg.paths.data_dir), stage.split,
         vlm.lm.tokenizer, vlm.vision.image_transform, vlm.num_image_tokens, max_length,
         stage.batch_size, seed=cfg.seed,
     )  # fmt: skip
-    logger = (
-        StageMLFlowLogger(
-            tracking_uri=tracker.tracking_uri,
-            run_id=tracker.run_id,
-            log_model=False,
-            prefix=stage.name,
-        )
-        if tracker is not None
-        else False
-    )
-    ckpt_dir = layout.resume_dir(stage.name)
     callbacks: list[L.Callback] = [
-        ModelCheckpoint(
-            dirpath=ckpt_dir, save_last=True, every_n_train_steps=max(50, stage.max_steps // 4)
+        StageCheckpoint(
+            layout.resume_dir, cfg.checkpoint.every_minutes, cfg.checkpoint.every_steps
         ),
         ThroughputMonitor(
             batch_size_fn=lambda batch: batch["input_ids"].shape[0],
@@ -70,55 +91,146 @@ def fit_stage(
         max_steps=stage.max_steps,
         logger=logger,
         callbacks=callbacks,
-        default_root_dir=layout.stage_dir(stage.name),
+        default_root_dir=layout.root,
+        # StageCheckpoint saves the resumable state; Lightning's own would add a full copy.
+        enable_checkpointing=False,
+        **TRAINER_KWARGS,  # the sampler shards positions over ranks itself (data/sampler.py)
     )
-    last = ckpt_dir / "last.ckpt"
+    ckpt = resume_path(layout.resume_dir)
+    if ckpt is not None:
+        log.info("Stage %s resumes from %s", stage.name, ckpt)
     module = VLMLitModule(vlm, param_groups, stage)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=None if ckpt is None else str(ckpt))
     # Lightning returns normally after a graceful interrupt: never mark such a stage finished.
     if trainer.global_step < stage.max_steps:
         raise RuntimeError(
             f"stage {stage.name} stopped at step {trainer.global_step} of {stage.max_steps}; "
-            f"re-run the same command to resume from {last}"
+            f"re-run the same command to resume from {layout.resume_dir}"
         )
+    loss = trainer.callback_metrics.get("train/loss")
+    return {
+        "steps": trainer.global_step,
+        "wall_s": round(time.perf_counter() - start, 3),
+        "loss": None if loss is None else float(loss),
+    }
+
+
+def _train_or_reuse(
+    cfg: DictConfig,
+    vlm: VisionLanguageModel,
+    stage: DictConfig,
+    param_groups: list[dict],
+    layout: StageLayout,
+    inputs: dict[str, Any],
+    max_length: int,
+    tracker: Tracker | None,
+    run_id: str | None,
+) -> bool:
+    """Fit the stage under its key's lock unless it is (or becomes) finished; True if fit here."""
+    with hold(layout.lock, f"stage {stage.name} {layout.key}"):
+        if layout.finished:  # another process finished it while this one waited
+            return False
+        write_json_atomic(layout.inputs, inputs)
+        logger: StageMLFlowLogger | bool = False
+        if tracker is not None:
+            logger = StageMLFlowLogger(
+                tracking_uri=tracker.tracking_uri, run_id=run_id, log_model=False, prefix=stage.name
+            )
+        fit = fit_stage(cfg, vlm, stage, param_groups, layout, max_length, logger)
+        if not is_rank_zero():  # rank zero alone writes; the other ranks go on to the next stage
+            return True
+        save_trainable(vlm, layout.weights)
+        record = {
+            "stage": stage.name,
+            "stage_key": layout.key,
+            "tracking_uri": None if tracker is None else tracker.tracking_uri,
+            "mlflow_run_id": run_id,  # the training run that holds this stage's curves
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **fit,
+        }
+        write_json_atomic(layout.record, record)  # last: the stage is finished
+        # The resumable checkpoints (weights + optimizer state) are not needed any more.
+        shutil.rmtree(layout.resume_dir, ignore_errors=True)
+    return True
 
 
 def run_stages(
     cfg: DictConfig,
     vlm: VisionLanguageModel,
-    layout: RunLayout,
+    keys: dict[str, str],
+    inputs: dict[str, dict[str, Any]],
     max_length: int,
-    tracker: MlflowRun | None = None,
+    tracker: Tracker | None = None,
+    run_id: str | None = None,
     train: bool = True,
-) -> None:
+) -> list[StageOutcome]:
     """Bring ``vlm`` to the end of the strategy, stage by stage.
 
     Args:
         cfg: The root config.
         vlm: The freshly built model.
-        layout: The run's files.
+        keys: ``experiment.keys.stage_keys(cfg)``.
+        inputs: ``experiment.keys.stage_inputs(cfg)`` (saved beside each trained stage).
         max_length: Longest training sequence (``models.assemble.max_sequence_length``).
-        tracker: The run's MLflow run (``stage`` and ``checkpoint.<stage>`` tags, curves).
+        tracker: MLflow; a reused stage's curves are copied into ``run_id``.
+        run_id: The training run (``stage`` tag, curves).
         train: Fit unfinished stages; False: every stage must be finished.
 
     Raises:
-        FileNotFoundError: ``train=False`` and a stage has no finished checkpoint.
+        FileNotFoundError: ``train=False`` and a stage is not finished.
     """
+    outcomes = []
     for name, stage in cfg.strategy.stages.items():
+        layout = StageLayout.of(cfg.paths.output_dir, keys[name])
         if tracker is not None:
-            tracker.set_tag("stage", name)  # where a failed run stopped
+            tracker.set_tags(run_id, {"stage": name})  # where a failed run stopped
         param_groups = apply_stage(vlm, stage)
-        final = layout.stage_checkpoint(name)
-        if final.is_file():
-            log.info("Stage %s already finished in %s; loading it", name, final)
-            load_trainable(vlm, final)
-        elif not train:
+        trained = False
+        if not layout.finished and not train:
             raise FileNotFoundError(
-                f"stage {name} of run {layout.root.name} is not finished: {final} does not "
-                f"exist (run `msl-ablate train` with the run's config to finish it)"
+                f"stage {name} ({layout.key}) is not finished: {layout.record} does not exist "
+                f"(run `msl-ablate train` with the run's config to finish it)"
             )
-        else:
-            fit_stage(cfg, vlm, stage, param_groups, layout, max_length, tracker)
-            save_trainable(vlm, final)
+        if not layout.finished:
+            trained = _train_or_reuse(
+                cfg, vlm, stage, param_groups, layout, inputs[name], max_length, tracker, run_id
+            )
+        if not trained:
+            log.info("Stage %s (%s) is finished in %s: reusing it", name, layout.key, layout.root)
+            load_trainable(vlm, layout.weights)
+        record = read_json(layout.record) if layout.record.is_file() else {}
+        outcomes.append(StageOutcome(name, layout, trained, record))
         if tracker is not None:
-            tracker.set_tag(f"checkpoint.{name}", str(final))
+            _record_stage(tracker, run_id, name, layout, trained, record)
+    return outcomes
+
+
+def _record_stage(
+    tracker: Tracker,
+    run_id: str,
+    name: str,
+    layout: StageLayout,
+    trained: bool,
+    record: dict[str, Any],
+) -> None:
+    """Tag where the stage is; copy a reused stage's curves into this training run once."""
+    source = record.get("mlflow_run_id")
+    tracker.set_tags(
+        run_id,
+        {
+            f"stage_dir.{name}": str(layout.root),
+            f"stage_reused.{name}": str(not trained and source != run_id).lower(),
+            f"stage_source.{name}": source or "none",
+        },
+    )
+    has_curves = any(k.startswith(f"{name}/") for k in tracker.client.get_run(run_id).data.metrics)
+    if (
+        trained
+        or has_curves
+        or source is None
+        or record.get("tracking_uri") != tracker.tracking_uri
+    ):
+        return
+    n = tracker.copy_curves(source, run_id, name)
+    log.info("Stage %s: copied %d curve points from MLflow run %s", name, n, source)

@@ -1,7 +1,11 @@
-"""The results store: one row per run key, design choices and metrics as columns.
+"""The results store: one row per (training, evaluation, metric), built only from MLflow runs.
 
-Rows are always built from MLflow runs (``row_from_run``), both when a run finishes and when
-the whole store is rebuilt, so ``rebuild`` gives back exactly what the runs wrote.
+Every row names the trained model (``training_key``, its axes, where its weights came from:
+``vision_weights``/``lm_weights`` checkpoint ids and whether they were tiny twins), the
+evaluation (``benchmark``, its ``protocol`` fingerprint, ``evaluation_key``), the metric and
+its value. Results with different protocols are different rows, so they never share a table
+cell. ``rebuild`` recreates the file from the FINISHED evaluation runs alone; a store file
+that is missing or unreadable is rebuilt that way before anything is added to it.
 """
 
 from __future__ import annotations
@@ -11,88 +15,123 @@ from typing import Any
 
 import pandas as pd
 
-from msl_ablate.config.enums import STAGE_NAMES
-from msl_ablate.evaluation.headline import HEADLINE_METRICS, headline_column
+from msl_ablate.evaluation.headline import HEADLINE_METRICS
 from msl_ablate.utils.files import atomic_path
+from msl_ablate.utils.logging import get_logger
 
-STORE_FILE = "runs.csv"
-ID_COLUMNS = [
-    "run_key",
-    "mlflow_run_id",
-    "study",
-    "seed",
-    "vision",
-    "lm",
-    "projector",
-    "strategy",
-    "data",
-]
-INFO_COLUMNS = ["lm_family", "lm_tuning", "image_size", "git_sha", "start_time"]
-# `<stage>/train/*` and `<stage>/val/*` are step curves and stay in MLflow; every other
-# `<stage>/<split or benchmark>/<metric>` (held-out `eval`, benchmark metrics) is a result.
-STEP_SPLITS = frozenset({"train", "val"})
-HELDOUT = "eval"  # the default eval.split, whose exact match the summary shows first
-EVAL_HEADLINE = {"exact_match": "exact_match", "majority_baseline": "majority"}
-SCORER_ONLY = {"exact_match"}  # scorers that are not a benchmark of the paper's table
+log = get_logger(__name__)
+
+STORE_FILE = "store.csv"
+KEY_COLUMNS = ["training_key", "evaluation_key", "metric"]
+COLUMNS = [
+    "training_key", "evaluation_key", "benchmark", "protocol", "metric", "value",
+    "study", "seed", "vision", "lm", "projector", "strategy", "data",
+    "stage", "scorer", "lm_family", "lm_tuning", "image_size",
+    "vision_weights", "vision_twin", "lm_weights", "lm_twin",
+    "training_run_id", "evaluation_run_id", "git_sha", "evaluated_at",
+]  # fmt: skip
+AXES = ["vision", "lm", "projector", "strategy", "data"]
+HELDOUT_LABELS = {"exact_match": "exact_match", "majority_baseline": "majority"}
 
 
-def is_result_metric(name: str) -> bool:
-    """Whether a metric goes to the store: ``finetune/pope/f1`` yes, ``align/train/loss`` no."""
-    parts = name.split("/")
-    return len(parts) >= 3 and parts[1] not in STEP_SPLITS
+class StoreError(ValueError):
+    """The store file cannot be read as a store (naming the file and the problem)."""
 
 
-def row_from_run(run: Any) -> dict[str, Any]:
-    """A store row from an ``mlflow.entities.Run``."""
-    tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
-    row: dict[str, Any] = {
-        "run_key": tags["run_key"],
-        "mlflow_run_id": run.info.run_id,
-        "study": tags.get("study"),
-        "seed": int(tags.get("seed", 0)),
-        **{g: tags.get(f"axis.{g}") for g in ("vision", "lm", "projector", "strategy", "data")},
+def rows_from_runs(evaluation: Any, training: Any) -> list[dict[str, Any]]:
+    """The store rows of an evaluation run (``mlflow.entities.Run``) and its training run."""
+    ev, tr = evaluation.data.tags, training.data.tags
+    params = training.data.params
+    prefix = f"{ev['stage']}/{ev['benchmark']}/"
+    common = {
+        "training_key": ev["training_key"],
+        "evaluation_key": ev["evaluation_key"],
+        "benchmark": ev["benchmark"],
+        "protocol": ev["protocol"],
+        "study": tr.get("study"),
+        "seed": int(tr.get("seed", 0)),
+        **{axis: tr.get(f"axis.{axis}") for axis in AXES},
+        "stage": ev["stage"],
+        "scorer": ev.get("scorer"),
         "lm_family": params.get("lm.family"),
         "lm_tuning": params.get("lm.tuning"),
         "image_size": int(params["vision.image_size"]) if "vision.image_size" in params else None,
-        "git_sha": tags.get("git_sha"),
-        "start_time": pd.Timestamp(run.info.start_time, unit="ms", tz="UTC").isoformat(),
+        "vision_weights": tr.get("weights.vision"),
+        "vision_twin": tr.get("twin.vision"),
+        "lm_weights": tr.get("weights.lm"),
+        "lm_twin": tr.get("twin.lm"),
+        "training_run_id": training.info.run_id,
+        "evaluation_run_id": evaluation.info.run_id,
+        "git_sha": tr.get("git_sha"),
+        "evaluated_at": pd.Timestamp(evaluation.info.start_time, unit="ms", tz="UTC").isoformat(),
     }
-    row.update({k: v for k, v in sorted(metrics.items()) if is_result_metric(k)})
-    return row
+    return [
+        {**common, "metric": name.removeprefix(prefix), "value": value}
+        for name, value in sorted(evaluation.data.metrics.items())
+        if name.startswith(prefix)
+    ]
 
 
 def load(store_path: str | Path) -> pd.DataFrame:
-    """The store as a DataFrame (empty with the id columns if there is none yet)."""
+    """The store as a DataFrame (empty, with its columns, if there is no file).
+
+    Raises:
+        StoreError: The file is not a readable store.
+    """
     path = Path(store_path)
     if not path.is_file():
-        return pd.DataFrame(columns=ID_COLUMNS + INFO_COLUMNS)
-    return pd.read_csv(path)
+        return pd.DataFrame(columns=COLUMNS)
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise StoreError(f"results store {path} is unreadable: {err}") from err
+    missing = [c for c in KEY_COLUMNS + ["value"] if c not in df.columns]
+    if missing:
+        raise StoreError(f"results store {path} lacks the columns {missing}")
+    return df
 
 
 def _write(df: pd.DataFrame, store_path: str | Path) -> None:
-    metric_cols = sorted(c for c in df.columns if c not in ID_COLUMNS + INFO_COLUMNS)
-    df = df.reindex(columns=ID_COLUMNS + INFO_COLUMNS + metric_cols)
-    df = df.sort_values(["study", "run_key"], kind="stable").reset_index(drop=True)
+    df = df.reindex(columns=COLUMNS)
+    df = df.sort_values(["study", "training_key", "benchmark", "protocol", "metric"],
+                        kind="stable").reset_index(drop=True)  # fmt: skip
     with atomic_path(store_path) as tmp:
         df.to_csv(tmp, index=False)
 
 
-def upsert(store_path: str | Path, row: dict[str, Any]) -> pd.DataFrame:
-    """Add a row, replacing any row with the same run key (a re-run never duplicates)."""
-    df = load(store_path)
-    df = df[df["run_key"] != row["run_key"]]
-    df = pd.concat([df, pd.DataFrame([row])], ignore_index=True) if len(df) else pd.DataFrame([row])
-    _write(df, store_path)
-    return load(store_path)
+def upsert(store_path: str | Path, rows: list[dict[str, Any]], tracker: Any = None) -> pd.DataFrame:
+    """Add an evaluation's rows, replacing rows with the same keys (a re-run never duplicates).
+
+    Args:
+        store_path: The store file.
+        rows: From ``rows_from_runs``.
+        tracker: A ``tracking.mlflow_run.Tracker``: a missing or unreadable store file is
+            first rebuilt from its FINISHED runs (with a warning), so no earlier row is lost.
+    """
+    path = Path(store_path)
+    new = pd.DataFrame(rows, columns=COLUMNS)
+    keys = set(new["evaluation_key"])
+    if tracker is not None and not path.is_file():  # first row, or the file was deleted
+        df = rebuild(tracker.tracking_uri, tracker.experiment, path)
+        if not set(df["evaluation_key"]) <= keys:
+            log.warning("Results store %s was missing: rebuilt from MLflow %s (%d rows)",
+                        path, tracker.tracking_uri, len(df))  # fmt: skip
+    else:
+        try:
+            df = load(path)
+        except StoreError as err:
+            if tracker is None:
+                raise
+            log.warning("%s: rebuilding it from MLflow %s", err, tracker.tracking_uri)
+            df = rebuild(tracker.tracking_uri, tracker.experiment, path)
+    df = df[~df["evaluation_key"].isin(keys)]
+    df = pd.concat([d for d in (df, new) if len(d)], ignore_index=True) if len(df) else new
+    _write(df, path)
+    return load(path)
 
 
 def rebuild(tracking_uri: str, experiment: str, store_path: str | Path) -> pd.DataFrame:
-    """Rebuild the store from the finished MLflow runs alone (newest run per run key).
-
-    Args:
-        tracking_uri: MLflow tracking URI.
-        experiment: Experiment name.
-        store_path: Where to write the store.
+    """Rebuild the store from the FINISHED evaluation runs and their training runs alone.
 
     Returns:
         The rebuilt store.
@@ -101,47 +140,61 @@ def rebuild(tracking_uri: str, experiment: str, store_path: str | Path) -> pd.Da
 
     client = MlflowClient(tracking_uri=tracking_uri)
     exp = client.get_experiment_by_name(experiment)
-    rows: dict[str, dict[str, Any]] = {}
+    rows: list[dict[str, Any]] = []
     if exp is not None:
         runs = client.search_runs(
             [exp.experiment_id],
-            filter_string="attributes.status = 'FINISHED' and tags.run_key != ''",
+            filter_string="attributes.status = 'FINISHED' and tags.kind = 'evaluation'",
             order_by=["attributes.start_time ASC"],
             max_results=50_000,
         )
+        trainings: dict[str, Any] = {}
         for run in runs:
-            rows[run.data.tags["run_key"]] = row_from_run(run)  # later runs replace earlier ones
-    df = pd.DataFrame(list(rows.values())) if rows else load(Path("/nonexistent"))
+            parent = run.data.tags.get("mlflow.parentRunId")
+            if parent not in trainings:
+                trainings[parent] = client.get_run(parent)
+            rows += rows_from_runs(run, trainings[parent])
+    df = pd.DataFrame(rows, columns=COLUMNS).drop_duplicates(KEY_COLUMNS, keep="last")
     _write(df, store_path)
     return load(store_path)
 
 
-def headline_columns(df: pd.DataFrame) -> dict[str, str]:
-    """Headline metric columns -> short labels: exact match, majority, then the paper's table.
+def _label(scorer: str, benchmark: str, metric: str) -> str | None:
+    """The table label of a headline metric, or None for any other metric."""
+    if scorer == "exact_match":
+        return HELDOUT_LABELS.get(metric) if benchmark == "eval" else (
+            benchmark if metric == "exact_match" else None)  # fmt: skip
+    headline = HEADLINE_METRICS.get(scorer)
+    return headline[1] if headline is not None and headline[0] == metric else None
 
-    The candidate names are generated (``<stage>/<benchmark>/<headline metric>``), never parsed
-    from the columns; the held-out columns are those of the default ``eval.split``.
+
+def headline_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per trained model, one column per headline metric (``POPE``, ``GQA``...).
+
+    A benchmark evaluated under several protocols gets one column per protocol
+    (``POPE@1a2b3c4d``): results of different protocols never share a cell.
     """
-    candidates: list[tuple[str, str, str]] = []  # (column, stage, label)
-    for stage in STAGE_NAMES:
-        candidates += [
-            (f"{stage}/{HELDOUT}/{m}", stage, label) for m, label in EVAL_HEADLINE.items()
-        ]
-        candidates += [
-            (headline_column(stage, bench), stage, label)
-            for bench, (_, label) in HEADLINE_METRICS.items()
-            if bench not in SCORER_ONLY
-        ]
-    present = [c for c in candidates if c[0] in df.columns]
-    several = len({stage for _, stage, _ in present}) > 1  # then say which stage
-    return {column: f"{stage}:{label}" if several else label for column, stage, label in present}
+    if df.empty:
+        return pd.DataFrame()
+    df = df.copy()
+    df["label"] = [_label(str(s), b, m) for s, b, m in zip(df["scorer"], df["benchmark"],
+                                                           df["metric"], strict=True)]  # fmt: skip
+    df = df[df["label"].notna()]
+    several = df.groupby("label")["protocol"].nunique()
+    df["column"] = [f"{lab}@{p}" if several[lab] > 1 else lab for lab, p in
+                    zip(df["label"], df["protocol"], strict=True)]  # fmt: skip
+    index = ["training_key", "study", "seed", "vision", "lm", "projector", "strategy"]
+    df[index] = df[index].fillna("")  # pandas drops rows whose index has a NaN
+    labels = [*HELDOUT_LABELS.values(), *(label for _, label in HEADLINE_METRICS.values())]
+    rank = {label: i for i, label in enumerate(dict.fromkeys(labels))}
+    order = sorted(set(df["column"]), key=lambda c: (rank.get(c.split("@")[0], len(rank)), c))
+    table = df.pivot_table(index=index, columns="column", values="value", aggfunc="first")
+    return table.reindex(columns=order).reset_index()
 
 
 def summary(df: pd.DataFrame) -> str:
-    """The store as a readable text table: design columns and the headline metrics."""
-    if df.empty:
+    """The store as a readable text table: one line per trained model, headline metrics."""
+    table = headline_table(df)
+    if table.empty:
         return "(the results store is empty)"
-    headline = headline_columns(df)
-    cols = ["run_key", "study", "seed", "vision", "lm", "projector", "strategy", *headline]
-    table = df[cols].rename(columns=headline)
     return table.to_string(index=False, float_format=lambda x: f"{x:.1f}")

@@ -1,20 +1,39 @@
-"""One MLflow run per experiment, reused by every stage: tags, params, config and metrics."""
+"""MLflow as the record of the stage graph: one run per training key, nested runs per evaluation.
+
+* A **training run** (tag ``kind=training``, ``training_key``) holds the model's config as
+  params, its axes and weight provenance as tags, and the curves of every stage
+  (``<stage>/train/loss``), copied from the run that trained a stage when it was reused.
+  A resumed training reopens its own run, so its steps continue in one curve.
+* An **evaluation run** (``kind=evaluation``, ``evaluation_key``), nested under the training
+  run, holds one benchmark's metrics under one protocol, the protocol as params and the
+  answer files as artifacts.
+
+Runs are found by those tags, never by name; ``Tracker.open`` returns a finished run as it is
+and reopens an unfinished one (FAILED, KILLED or a RUNNING one whose process is gone).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from msl_ablate.utils.locks import hold
 from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-AXIS_GROUPS = ("vision", "lm", "projector", "strategy", "data")
+TRAINING, EVALUATION = "training", "evaluation"
+KEY_TAG = {TRAINING: "training_key", EVALUATION: "evaluation_key"}
+PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 # MLflow's limits per log_batch call.
 MAX_PARAMS_PER_BATCH = 100
@@ -49,88 +68,147 @@ def git_sha(cwd: str | Path | None = None) -> str:
     return sha + ("+dirty" if dirty else "")
 
 
-class MlflowRun:
-    """Opens and closes the MLflow run of one experiment, or logs to a finished one.
+def process_tags() -> dict[str, str]:
+    """Which process holds a run open (shown by ``msl-ablate status``)."""
+    return {"host": socket.gethostname(), "pid": str(os.getpid())}
+
+
+class Tracker:
+    """The MLflow client of one experiment, and the runs of the stage graph in it.
 
     Args:
         tracking: The ``tracking`` group.
-        run_id: An existing run to log to (``msl-ablate evaluate``); None: ``start`` creates one.
     """
 
-    def __init__(self, tracking: DictConfig, run_id: str | None = None):
+    def __init__(self, tracking: DictConfig):
         from mlflow.tracking import MlflowClient
 
         self.tracking_uri = tracking.tracking_uri
+        self.experiment = tracking.experiment
+        guard: contextlib.AbstractContextManager = contextlib.nullcontext()
         if self.tracking_uri.startswith("sqlite:///"):
-            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
-                parents=True, exist_ok=True
-            )
-        self.client = MlflowClient(tracking_uri=self.tracking_uri)
-        experiment = self.client.get_experiment_by_name(tracking.experiment)
-        if experiment is None:
-            self.experiment_id = self.client.create_experiment(
-                tracking.experiment, artifact_location=tracking.artifact_location
-            )
-        else:
-            self.experiment_id = experiment.experiment_id
-        self.run_id = run_id
+            db = Path(self.tracking_uri.removeprefix("sqlite:///"))
+            db.parent.mkdir(parents=True, exist_ok=True)
+            # MLflow creates and migrates a new sqlite store on first use; two processes doing
+            # it at once (a parallel sweep) fail, so the first one does it alone.
+            guard = hold(db.with_name(f"{db.name}.lock"), "the MLflow store")
+        with guard:
+            self.client = MlflowClient(tracking_uri=self.tracking_uri)
+            experiment = self.client.get_experiment_by_name(tracking.experiment)
+            if experiment is None:
+                self.experiment_id = self.client.create_experiment(
+                    tracking.experiment, artifact_location=tracking.artifact_location
+                )
+            else:
+                self.experiment_id = experiment.experiment_id
 
-    def start(self, cfg: DictConfig, run_key: str, stage_keys: dict[str, str]) -> str:
-        """Create the run with its tags, all config values as params and the config YAML."""
-        tags = {
-            "run_key": run_key,
-            "study": cfg.study,
-            "seed": str(cfg.seed),
-            "git_sha": git_sha(),
-            **{f"axis.{g}": cfg[g].name for g in AXIS_GROUPS},
-            **{f"stage_key.{s}": k for s, k in stage_keys.items()},
-        }
-        name = (
-            "-".join(cfg[g].name for g in ("vision", "lm", "projector", "strategy"))
-            + f"-s{cfg.seed}"
+    def search(self, kind: str, where: str = "") -> list[Any]:
+        """Runs of a kind, newest first, with an extra MLflow filter (``tags.x = 'y'``)."""
+        extra = f" and {where}" if where else ""
+        return self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.kind = '{kind}'{extra}",
+            order_by=["attributes.start_time DESC"],
+            max_results=50_000,
         )
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
-        self.run_id = run.info.run_id
+
+    def find(self, kind: str, key: str) -> Any | None:
+        """The newest run of a kind with that key, whatever its status, or None."""
+        found = self.search(kind, f"tags.{KEY_TAG[kind]} = '{key}'")
+        return found[0] if found else None
+
+    def open(
+        self,
+        kind: str,
+        key: str,
+        name: str,
+        tags: dict[str, str],
+        params: dict[str, str] | None = None,
+        parent: str | None = None,
+    ) -> tuple[str, str | None]:
+        """The run of ``(kind, key)``: the finished one, a reopened unfinished one, or a new one.
+
+        Returns:
+            ``(run_id, status it had)``; status None for a new run, ``FINISHED`` for a run
+            returned as it is (nothing is written to it).
+        """
+        run = self.find(kind, key)
+        if run is not None and run.info.status == "FINISHED":
+            return run.info.run_id, "FINISHED"
+        if run is not None:
+            run_id, status = run.info.run_id, run.info.status
+            resumes = int(run.data.tags.get("resumes", "0")) + 1
+            self.client.update_run(run_id, status="RUNNING")
+            self.set_tags(run_id, {"resumes": str(resumes), **process_tags()})
+            if "failure" in run.data.tags:  # the reason it stopped last time
+                self.client.delete_tag(run_id, "failure")
+            log.info("MLflow %s run %s (%s) was %s: continuing it", kind, run_id, name, status)
+            return run_id, status
+        all_tags = {"kind": kind, KEY_TAG[kind]: key, **tags, **process_tags()}
+        if parent is not None:
+            all_tags[PARENT_TAG] = parent
+        run_id = self.client.create_run(
+            self.experiment_id, run_name=name, tags=all_tags
+        ).info.run_id
+        if params:
+            self.log_params(run_id, params)
+        log.info("MLflow %s run %s (%s) in %s", kind, run_id, name, self.tracking_uri)
+        return run_id, None
+
+    def log_params(self, run_id: str, params: dict[str, str]) -> None:
         from mlflow.entities import Param
 
-        values = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
-        params = [Param(k, v) for k, v in sorted(values.items())]
-        for i in range(0, len(params), MAX_PARAMS_PER_BATCH):
-            self.client.log_batch(self.run_id, params=params[i : i + MAX_PARAMS_PER_BATCH])
-        self.client.log_text(self.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        log.info("MLflow run %s (%s) in %s", self.run_id, name, self.tracking_uri)
-        return self.run_id
+        batch = [Param(k, v) for k, v in sorted(params.items())]
+        for i in range(0, len(batch), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=batch[i : i + MAX_PARAMS_PER_BATCH])
 
-    def set_tag(self, key: str, value: str) -> None:
-        self.client.set_tag(self.run_id, key, value)
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
 
-    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
-        import time
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step) for k, v in sorted(metrics.items())]
+        self._log_metric_batch(run_id, batch)
+
+    def _log_metric_batch(self, run_id: str, batch: list[Any]) -> None:
         for i in range(0, len(batch), MAX_METRICS_PER_BATCH):
-            self.client.log_batch(self.run_id, metrics=batch[i : i + MAX_METRICS_PER_BATCH])
+            self.client.log_batch(run_id, metrics=batch[i : i + MAX_METRICS_PER_BATCH])
 
-    def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> None:
-        """Upload a folder's files (answer files, metrics) under ``artifact_path``."""
-        self.client.log_artifacts(self.run_id, str(local_dir), artifact_path)
+    def copy_curves(self, source: str, dest: str, prefix: str) -> int:
+        """Copy every metric history named ``<prefix>/...`` from one run to another.
 
-    def finish(self, status: str = "FINISHED") -> None:
-        """Close the run as ``FINISHED``, ``FAILED`` or ``KILLED``."""
-        if self.run_id is not None:
-            self.client.set_terminated(self.run_id, status)
+        Returns:
+            How many points were copied.
+        """
+        names = [k for k in self.client.get_run(source).data.metrics if k.startswith(f"{prefix}/")]
+        points = [m for k in names for m in self.client.get_metric_history(source, k)]
+        self._log_metric_batch(dest, points)
+        return len(points)
+
+    def log_artifacts(self, run_id: str, local_dir: str | Path, path: str | None = None) -> None:
+        self.client.log_artifacts(run_id, str(local_dir), path)
+
+    def log_text(self, run_id: str, text: str, path: str) -> None:
+        self.client.log_text(run_id, text, path)
+
+    def finish(self, run_id: str, status: str = "FINISHED", reason: str | None = None) -> None:
+        """Close a run as ``FINISHED``, ``FAILED`` or ``KILLED`` (``failure`` tag: why)."""
+        if reason is not None:
+            self.client.set_tag(run_id, "failure", reason[:5000])
+        self.client.set_terminated(run_id, status)
 
 
 class StageMLFlowLogger(MLFlowLogger):
-    """Lightning's MLflow logger for one stage, writing into the experiment's open run.
+    """Lightning's MLflow logger for one stage, writing into the training's open run.
 
     Pass ``prefix=<stage>``: metrics logged as ``train/loss`` (by the LitModule and Lightning's
     callbacks alike) land as ``<stage>/train/loss``. Lightning's logger closes the run when
-    ``fit`` ends; the run spans every stage and the evaluation, so a run killed in stage 2
-    must not look FINISHED. ``MlflowRun.finish`` closes it.
+    ``fit`` ends; the run spans every stage, so a run killed in stage 2 must not look
+    FINISHED: ``Tracker.finish`` closes it.
     """
 
     LOGGER_JOIN_CHAR = "/"  # Lightning joins prefix and name with "-"

@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from msl_ablate.models.vlm import VisionLanguageModel
+from msl_ablate.utils.errors import NonFiniteLossError
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "labels", "pixel_values", "image_features")
 
@@ -38,7 +39,19 @@ class VLMLitModule(L.LightningModule):
         self.strict_loading = False
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """The loss of one batch.
+
+        Raises:
+            NonFiniteLossError: The loss (averaged over ranks) is NaN or infinite; raised
+                before backward, so the weights and the optimizer state stay those of the last
+                finite step.
+        """
         out = self.vlm(**{k: v for k, v in batch.items() if k in MODEL_INPUTS})
+        # Averaged so that every rank stops: one that went on would wait forever in the
+        # gradient all-reduce. NaN or inf on any rank makes the mean non-finite.
+        mean_loss = self.trainer.strategy.reduce(out.loss.detach().clone(), reduce_op="mean")
+        if not torch.isfinite(mean_loss):
+            raise NonFiniteLossError(self.stage.name, self.global_step, mean_loss.item())
         batch_size = batch["input_ids"].shape[0]
         self.log("train/loss", out.loss, prog_bar=True, batch_size=batch_size)
         for group in self.optimizers().param_groups:

@@ -93,6 +93,12 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 2)
     write_text_atomic(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
 
 
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file written by ``write_json_atomic``."""
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
 def stable_hash(obj: Any, length: int = 12) -> str:
     """Hash a JSON-serialisable object independently of dict key order.
 

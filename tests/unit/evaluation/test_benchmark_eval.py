@@ -15,7 +15,7 @@ from msl_ablate.config.compose import compose
 from msl_ablate.evaluation import benchmark as benchmark_module
 from msl_ablate.evaluation.benchmark import BenchmarkSpec, evaluate_benchmark, read_questions
 from msl_ablate.evaluation.oracle import oracle_answers
-from msl_ablate.evaluation.run_benchmarks import benchmark_specs, evaluate_benchmarks
+from msl_ablate.evaluation.run_benchmarks import benchmark_specs, prompt_limit
 from msl_ablate.evaluation.suite import annotations_path, generate_suite, question_file
 from msl_ablate.utils.errors import DataError
 
@@ -125,6 +125,16 @@ def test_bad_question_files_name_file_line_and_id(tmp_path):
         read_questions(path, tmp_path)
     with pytest.raises(FileNotFoundError, match="nosuch.jsonl"):
         read_questions(tmp_path / "nosuch.jsonl", tmp_path)
+
+
+def evaluate_benchmarks(cfg, vlm, specs, out_dir, stage) -> dict[str, float]:
+    """Each benchmark into ``out_dir/<name>``, as ``experiment.evaluations`` runs them."""
+    limit = prompt_limit(cfg, vlm)
+    metrics: dict[str, float] = {}
+    for spec in specs:
+        metrics |= evaluate_benchmark(vlm, spec, out_dir / spec.name, f"{stage}/{spec.name}",
+                                      cfg.eval.batch_size, limit - spec.max_new_tokens)  # fmt: skip
+    return metrics
 
 
 def test_evaluate_benchmarks_names_metrics_stage_benchmark_metric(tmp_path, monkeypatch):

@@ -1,0 +1,158 @@
+"""Content keys of the stage graph: stages, trainings and evaluations.
+
+A **stage key** hashes everything a stage's result depends on: its own settings, the model
+parts it sees (with the weights they start from), its data, the seed, the trainer's numerics
+and the previous stage's key. Never evaluation settings, tracking, paths, logging or the
+checkpoint cadence (a resume continues exactly, so when a stage was saved does not matter).
+Two runs whose stage keys are equal share that stage's artifacts.
+
+A **training key** is the last stage's key. An **evaluation key** is (training key, benchmark,
+protocol); the protocol fingerprint covers the benchmark files' contents, the prompt suffix
+and layout, decoding, ``max_new_tokens``, the batch size and the prompt budget.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from msl_ablate.config.components import components
+from msl_ablate.utils.files import stable_hash
+
+KEY_LENGTH = 12
+PROTOCOL_LENGTH = 8
+# Greedy decoding is the only decoding the harness does (evaluation/generate.py).
+DECODING = {"do_sample": False, "num_beams": 1}
+# Trainer settings that only change what is shown, not what is computed.
+DISPLAY_ONLY_TRAINER_KEYS = ("log_every_n_steps", "enable_progress_bar", "enable_model_summary")
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file, or of a folder's files (names and contents, sorted).
+
+    Cached per (path, size, modification time): a sweep hashes each file once.
+    """
+    path = Path(path)
+    if path.is_dir():
+        parts = [f"{p.relative_to(path)}:{file_digest(p)}" for p in sorted(path.rglob("*"))
+                 if p.is_file()]  # fmt: skip
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    stat = path.stat()
+    return _digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1024)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def _container(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+
+
+def model_inputs(cfg: DictConfig) -> dict[str, Any]:
+    """The three model parts as a stage sees them, each with the weights it starts from.
+
+    A component whose tiny twin is the model (``offline_twins`` or ``checkpoint: null``) keeps
+    its twin spec and the zoo tokenizer's recipe; a real checkpoint is named by its id alone.
+    """
+    from msl_ablate.models.zoo import TOKENIZER_PARAMS
+
+    parts = {name: _container(cfg[name]) for name in ("vision", "lm", "projector")}
+    uses_twin = False
+    for _, spec in [*components(parts["vision"], "vision"), *components(parts["lm"], "lm")]:
+        if cfg.offline_twins or spec["checkpoint"] is None:
+            spec["weights"], uses_twin = "twin", True
+        else:
+            spec["weights"] = "checkpoint"
+            spec.pop("twin", None)
+    if uses_twin:
+        parts["zoo_tokenizer"] = dict(TOKENIZER_PARAMS)
+    return parts
+
+
+def data_inputs(cfg: DictConfig, split: str) -> dict[str, Any]:
+    """What a stage's data is: the generator's recipe, or the split file's content hash."""
+    data = _container(cfg.data)
+    data.pop("num_workers", None)
+    if data.get("generator") is None:
+        root = Path(data.pop("root")).expanduser()
+        data["split_sha256"] = file_digest(root / data["files"][split])
+    return data
+
+
+def trainer_inputs(cfg: DictConfig) -> dict[str, Any]:
+    trainer = _container(cfg.trainer)
+    for key in DISPLAY_ONLY_TRAINER_KEYS:
+        trainer.pop(key, None)
+    return trainer
+
+
+def stage_inputs(cfg: DictConfig) -> dict[str, dict[str, Any]]:
+    """``{stage: what its key hashes}``, in strategy order (also saved beside the artifact)."""
+    model, trainer = model_inputs(cfg), trainer_inputs(cfg)
+    out: dict[str, dict[str, Any]] = {}
+    previous = None
+    for name, stage in cfg.strategy.stages.items():
+        inputs = {
+            "stage": _container(stage),
+            "model": model,
+            "data": data_inputs(cfg, stage.split),
+            "seed": cfg.seed,
+            "trainer": trainer,
+            "previous": previous,
+        }
+        out[name] = inputs
+        previous = stable_hash(inputs, KEY_LENGTH)
+    return out
+
+
+def stage_keys(cfg: DictConfig) -> dict[str, str]:
+    """``{stage: key}`` in strategy order."""
+    return {name: stable_hash(v, KEY_LENGTH) for name, v in stage_inputs(cfg).items()}
+
+
+def training_key(cfg: DictConfig) -> str:
+    """The key of a trained model: its last stage's key."""
+    return list(stage_keys(cfg).values())[-1]
+
+
+def protocol_inputs(spec: Any, cfg: DictConfig) -> dict[str, Any]:
+    """What a benchmark's answers and score depend on besides the model.
+
+    Args:
+        spec: An ``evaluation.benchmark.BenchmarkSpec``.
+        cfg: The root config (``eval.batch_size``, ``eval.max_length``).
+    """
+    options = {k: file_digest(v) if isinstance(v, Path) else v for k, v in spec.options.items()}
+    return {
+        "scorer": spec.scorer,
+        "questions_sha256": file_digest(spec.questions),
+        "annotations_sha256": None if spec.annotations is None else file_digest(spec.annotations),
+        "format": str(spec.format.value),
+        "prompt_suffix": spec.prompt_suffix,
+        "max_new_tokens": spec.max_new_tokens,
+        "max_questions": spec.max_questions,
+        "options": options,
+        "export": spec.export,
+        "decoding": DECODING,
+        "batch_size": cfg.eval.batch_size,  # batching changes answers (lmms-eval #236)
+        "max_length": cfg.eval.max_length,
+    }
+
+
+def protocol_key(spec: Any, cfg: DictConfig) -> str:
+    return stable_hash(protocol_inputs(spec, cfg), PROTOCOL_LENGTH)
+
+
+def evaluation_key(training: str, benchmark: str, protocol: str) -> str:
+    return stable_hash({"training": training, "benchmark": benchmark, "protocol": protocol},
+                       KEY_LENGTH)  # fmt: skip

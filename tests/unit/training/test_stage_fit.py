@@ -1,0 +1,241 @@
+"""A stage's fit: exact resume, safe checkpoint rotation, non-finite losses, the cadence config."""
+
+from __future__ import annotations
+
+import errno
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import lightning as L
+import pytest
+import torch
+from hydra.utils import instantiate
+from lightning.fabric.plugins.io import torch_io
+from omegaconf import DictConfig
+
+from msl_ablate.config.checks import check_config
+from msl_ablate.data.datamodule import VLMDataModule, resolve_data_root
+from msl_ablate.data.sampler import TRAINER_KWARGS, record_at
+from msl_ablate.models.assemble import build_vlm, max_sequence_length
+from msl_ablate.training.checkpointing import LAST, PREVIOUS, StageCheckpoint, resume_path
+from msl_ablate.training.lit_module import VLMLitModule
+from msl_ablate.training.strategy import apply_stage
+from msl_ablate.utils.errors import ConfigError, NonFiniteLossError
+
+STAGE = "finetune"  # trains the projector and the whole LM (AdamW state for both)
+# 32 instructions in batches of 8: 4 steps per pass, so 6 steps cross a pass boundary.
+OVERRIDES = (f"strategy.stages.{STAGE}.max_steps=6", f"strategy.stages.{STAGE}.batch_size=8")
+
+
+class Interrupted(Exception):
+    """A crash in the middle of a stage."""
+
+
+class StopAt(L.Callback):
+    """Crash once ``global_step`` reaches ``step`` (after that step's checkpoint, if any)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.global_step >= self.step:
+            raise Interrupted(f"stopped at step {trainer.global_step}")
+
+
+class LossLog(L.Callback):
+    """``losses[step]``: the loss of the batch that led to optimizer step ``step`` (1-based)."""
+
+    def __init__(self):
+        self.losses: dict[int, float] = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.losses[trainer.global_step] = outputs["loss"].item()
+
+
+def _datamodule(cfg: DictConfig, vlm, stage: DictConfig) -> VLMDataModule:
+    return VLMDataModule(
+        cfg.data, resolve_data_root(cfg.data, cfg.paths.data_dir), stage.split,
+        vlm.lm.tokenizer, vlm.vision.image_transform, vlm.num_image_tokens,
+        max_sequence_length(cfg, vlm), stage.batch_size, seed=cfg.seed,
+    )  # fmt: skip
+
+
+def _fit(cfg: DictConfig, ckpt_dir: Path, *callbacks: L.Callback, ckpt_path=None) -> VLMLitModule:
+    """Build the model from the seed, as a new process would, and fit one stage."""
+    L.seed_everything(cfg.seed)
+    vlm = build_vlm(cfg)
+    stage = cfg.strategy.stages[STAGE]
+    module = VLMLitModule(vlm, apply_stage(vlm, stage), stage)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, max_steps=stage.max_steps, logger=False, enable_checkpointing=False,
+        callbacks=[StageCheckpoint(ckpt_dir, None, every_steps=2), *callbacks],
+        default_root_dir=ckpt_dir.parent, **TRAINER_KWARGS,
+    )  # fmt: skip
+    trainer.fit(module, datamodule=_datamodule(cfg, vlm, stage), ckpt_path=ckpt_path)
+    return module
+
+
+def _trainable(module: VLMLitModule) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in module.vlm.named_parameters() if p.requires_grad}
+
+
+def _step(path: Path) -> int:
+    return torch.load(path, map_location="cpu", weights_only=False)["global_step"]
+
+
+def _straight(cfg: DictConfig, ckpt_dir: Path) -> tuple[dict[int, float], dict[str, torch.Tensor]]:
+    """Six uninterrupted steps: the per-step losses and the final trainable weights."""
+    log = LossLog()
+    module = _fit(cfg, ckpt_dir, log)
+    return log.losses, _trainable(module)
+
+
+@pytest.fixture
+def straight_dir(make_cfg, tmp_path) -> Path:
+    """The checkpoints of six uninterrupted steps: last.ckpt (step 6), previous.ckpt (step 4)."""
+    _straight(make_cfg(*OVERRIDES), tmp_path / "straight")
+    return tmp_path / "straight"
+
+
+def test_the_loader_serves_the_stream_without_a_trainer(make_cfg):
+    cfg = make_cfg(*OVERRIDES)
+    vlm = build_vlm(cfg)
+    datamodule = _datamodule(cfg, vlm, cfg.strategy.stages[STAGE])
+    datamodule.setup("fit")
+    loader, data = datamodule.train_dataloader(), datamodule.train_set
+    batches = list(loader)
+    assert len(loader) == len(batches) == 4  # one pass of 32 records in full batches of 8
+    for step, batch in enumerate(batches):
+        indices = [record_at(cfg.seed, 8 * step + i, len(data)) for i in range(8)]
+        expected = loader.collate_fn([data[i] for i in indices])
+        assert torch.equal(batch["input_ids"], expected["input_ids"])
+
+
+def test_each_rank_loads_its_slice_from_the_trainer_step(make_cfg):
+    cfg = make_cfg(*OVERRIDES)
+    vlm = build_vlm(cfg)
+
+    def loader(rank: int, use_distributed_sampler: bool = False):
+        trainer = SimpleNamespace(
+            global_rank=rank, world_size=2, global_step=3, accumulate_grad_batches=1,
+            _accelerator_connector=SimpleNamespace(use_distributed_sampler=use_distributed_sampler),
+        )  # fmt: skip
+        datamodule = _datamodule(cfg, vlm, cfg.strategy.stages[STAGE])
+        datamodule.trainer = trainer
+        datamodule.setup("fit")
+        return datamodule.train_dataloader()
+
+    with pytest.raises(RuntimeError, match="build the Trainer with {'use_distributed_sampler'"):
+        loader(0, use_distributed_sampler=True)
+    data = loader(0).dataset
+    for rank in (0, 1):  # step 3 of 2 x 8 samples: positions 48..63, rank 1 takes 56..63
+        (batch, *_) = loader(rank)
+        first = 48 + 8 * rank
+        expected = [data[record_at(cfg.seed, p, len(data))] for p in range(first, first + 8)]
+        assert torch.equal(batch["input_ids"], loader(rank).collate_fn(expected)["input_ids"])
+
+
+# Full fine-tuning, and LoRA, whose dropout needs the RNG state restored too.
+@pytest.mark.parametrize("strategy", ["align_then_finetune", "vfrozen_lmlora"])
+def test_a_resumed_stage_repeats_the_uninterrupted_run_exactly(make_cfg, tmp_path, strategy):
+    cfg = make_cfg(*OVERRIDES, f"strategy={strategy}")
+    losses, weights = _straight(cfg, tmp_path / "straight")
+    assert sorted(losses) == [1, 2, 3, 4, 5, 6]
+    last, previous = tmp_path / "straight" / LAST, tmp_path / "straight" / PREVIOUS
+    assert (_step(last), _step(previous)) == (6, 4)
+
+    ckpt_dir = tmp_path / "resumed"
+    crashed = LossLog()
+    with pytest.raises(Interrupted, match="stopped at step 3"):
+        _fit(cfg, ckpt_dir, crashed, StopAt(3))
+    assert crashed.losses == {k: losses[k] for k in (1, 2, 3)}
+    path = resume_path(ckpt_dir)
+    assert path == ckpt_dir / LAST and _step(path) == 2  # step 3 was never saved
+
+    resumed = LossLog()
+    module = _fit(cfg, ckpt_dir, resumed, ckpt_path=path)
+    # Steps 3..6 again, across the pass boundary after step 4: same batches, same numbers.
+    assert resumed.losses == {k: losses[k] for k in (3, 4, 5, 6)}
+    final = _trainable(module)
+    assert final.keys() == weights.keys()
+    assert all(torch.equal(final[n], weights[n]) for n in weights)
+
+
+def test_a_truncated_last_checkpoint_falls_back_to_the_previous_one(straight_dir, caplog):
+    ckpt_dir = straight_dir
+    last = ckpt_dir / LAST
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    with caplog.at_level(logging.WARNING, logger="msl_ablate.training.checkpointing"):
+        assert resume_path(ckpt_dir) == ckpt_dir / PREVIOUS
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    message = warning.getMessage()
+    assert str(last) in message and "does not load" in message and "at step 4" in message
+
+    (ckpt_dir / PREVIOUS).write_bytes(b"not a checkpoint")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="msl_ablate.training.checkpointing"):
+        assert resume_path(ckpt_dir) is None
+    assert "no usable checkpoint, the stage starts from step 0" in caplog.text
+    assert resume_path(ckpt_dir / "missing") is None
+
+
+def test_a_failed_write_keeps_both_checkpoints_and_training_goes_on(
+    make_cfg, straight_dir, monkeypatch, caplog
+):
+    ckpt_dir = straight_dir
+    before = {name: (ckpt_dir / name).read_bytes() for name in (LAST, PREVIOUS)}
+
+    def disk_full(checkpoint: dict, filepath) -> None:
+        Path(filepath).write_bytes(b"PK\x03\x04 half a checkpoint")  # written, then no space
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch_io, "_atomic_save", disk_full)
+    cfg = make_cfg(*OVERRIDES, f"strategy.stages.{STAGE}.max_steps=2")
+    log = LossLog()
+    with caplog.at_level(logging.ERROR, logger="msl_ablate.training.checkpointing"):
+        _fit(cfg, ckpt_dir, log)  # saves at step 2 and fails
+    assert sorted(log.losses) == [1, 2]  # the failure did not stop training
+    assert "Checkpoint of step 2" in caplog.text and "No space left on device" in caplog.text
+    assert {name: (ckpt_dir / name).read_bytes() for name in before} == before
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == [LAST, PREVIOUS]  # no temp file left
+    assert resume_path(ckpt_dir) == ckpt_dir / LAST and _step(ckpt_dir / PREVIOUS) == 4
+
+
+def test_a_nan_loss_stops_before_the_optimizer_step(make_cfg, tmp_path, monkeypatch):
+    forward = VLMLitModule.training_step
+    seen = []
+
+    def nan_at_step_3(self, batch, batch_idx):
+        if self.global_step == 3:  # poison the projector's output: the loss becomes NaN
+            with torch.no_grad():
+                next(self.vlm.projector.parameters()).fill_(float("nan"))
+        seen.append(self.global_step)
+        return forward(self, batch, batch_idx)
+
+    monkeypatch.setattr(VLMLitModule, "training_step", nan_at_step_3)
+    with pytest.raises(
+        NonFiniteLossError, match=r"stage finetune: loss is nan at step 3 \("
+    ) as err:
+        _fit(make_cfg(*OVERRIDES), tmp_path / "nan")
+    assert (err.value.stage, err.value.step, str(err.value.value)) == ("finetune", 3, "nan")
+    assert isinstance(err.value, RuntimeError) and seen == [0, 1, 2, 3]
+
+
+def test_the_checkpoint_cadence_is_checked(make_cfg):
+    check_config(make_cfg("checkpoint.every_minutes=null", "checkpoint.every_steps=100"))
+    with pytest.raises(ConfigError) as err:
+        check_config(make_cfg("checkpoint.every_minutes=null"))
+    assert err.value.problems == [
+        "checkpoint.every_minutes and checkpoint.every_steps are both null; set at least one "
+        "(conf/train.yaml), or an interrupted stage cannot resume"
+    ]
+    with pytest.raises(ConfigError) as err:
+        check_config(make_cfg("checkpoint.every_minutes=0", "checkpoint.every_steps=-5"))
+    assert err.value.problems == [
+        "checkpoint.every_minutes must be > 0 or null, got 0.0",
+        "checkpoint.every_steps must be > 0 or null, got -5",
+    ]
+    with pytest.raises(ValueError, match="needs every_minutes or every_steps; both are None"):
+        StageCheckpoint(Path("."), None, None)
