@@ -148,9 +148,16 @@ def test_sigkill_in_stage_two_then_relaunch_continues_the_same_run(
     (killed,) = _runs(tmp_path, "training")
     assert killed.info.status == "RUNNING"  # what a SIGKILL leaves behind
 
+    # Another training launched on the same outputs sees that run's process is gone.
+    other = run_train(make_cfg(*overrides[len(tiny_overrides) :], "seed=1",
+                               "strategy.stages.finetune.max_steps=2"))  # fmt: skip
+    stale = _client(tmp_path).get_run(killed.info.run_id)
+    assert stale.info.status == "KILLED" and "is gone" in stale.data.tags["failure"]
+
     result = run_train(cfg)  # the relaunch
-    runs = _runs(tmp_path, "training")
+    runs = [r for r in _runs(tmp_path, "training") if r.info.run_id != other["mlflow_run_id"]]
     assert [r.info.run_id for r in runs] == [killed.info.run_id] == [result["mlflow_run_id"]]
+    assert "failure" not in runs[0].data.tags
     assert runs[0].info.status == "FINISHED" and runs[0].data.tags["resumes"] == "1"
     assert result["stages"] == {"align": "reused", "finetune": "trained"}
     assert not [r for r in _runs(tmp_path) if r.info.status == "RUNNING"]
@@ -159,7 +166,7 @@ def test_sigkill_in_stage_two_then_relaunch_continues_the_same_run(
     assert steps == list(range(steps[0], steps[0] + 24))  # one continuous curve, 24 steps
     df = _store(tmp_path)
     assert not df.duplicated(["evaluation_key", "metric"]).any()
-    assert set(df["training_run_id"]) == {killed.info.run_id}
+    assert set(df["training_run_id"]) == {killed.info.run_id, other["mlflow_run_id"]}
 
 
 def test_two_processes_that_need_the_same_stage_one_train_it_once(tmp_path, tiny_overrides):

@@ -12,6 +12,7 @@ Under the training key's lock (one process per trained model at a time):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,45 @@ def close_stale_runs(tracker: Tracker, output_dir: str, own_key: str) -> None:
                 tracker.finish(found.info.run_id, "KILLED", reason)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What one launch asks of the stage graph: its keys, files and evaluations.
+
+    Attributes:
+        cfg: The root config.
+        train: Fit unfinished stages (False: ``msl-ablate evaluate``, all must be finished).
+        inputs: ``{stage: what its key hashes}``.
+        keys: ``{stage: stage key}``.
+        training: The trained model's files (its key is the last stage's).
+        evaluations: The evaluations asked.
+    """
+
+    cfg: DictConfig
+    train: bool
+    inputs: dict[str, dict[str, Any]]
+    keys: dict[str, str]
+    training: TrainingLayout
+    evaluations: list[Evaluation]
+
+    @classmethod
+    def of(cls, cfg: DictConfig, train: bool) -> Plan:
+        inputs = stage_inputs(cfg)
+        keys = {name: stable_hash(v, KEY_LENGTH) for name, v in inputs.items()}
+        training = TrainingLayout.of(cfg.paths.output_dir, list(keys.values())[-1])
+        evaluations = plan_evaluations(cfg, benchmark_specs(cfg), training)
+        return cls(cfg, train, inputs, keys, training, evaluations)
+
+    def unfinished_stages(self) -> list[str]:
+        return [n for n, k in self.keys.items()
+                if not StageLayout.of(self.cfg.paths.output_dir, k).finished]  # fmt: skip
+
+    def result(self, run_id: str | None) -> dict[str, Any]:
+        """An empty result of this launch (see ``run``)."""
+        return {"training_key": self.training.key, "stage_keys": self.keys,
+                "mlflow_run_id": run_id, "metrics": {}, "stages": {}, "evaluations": {},
+                "skipped": False, "store_rows": 0}  # fmt: skip
+
+
 def run(cfg: DictConfig, train: bool = True) -> dict[str, Any]:
     """Reuse or train every stage, run the missing evaluations, record what is new.
 
@@ -105,71 +145,50 @@ def run(cfg: DictConfig, train: bool = True) -> dict[str, Any]:
         "skipped", "store_rows"}``; ``stages``: name -> ``trained`` or ``reused``;
         ``evaluations``: benchmark -> ``{"key", "protocol", "new", "run_id"}``.
     """
-    inputs = stage_inputs(cfg)
-    keys = {name: stable_hash(v, KEY_LENGTH) for name, v in inputs.items()}
-    training = TrainingLayout.of(cfg.paths.output_dir, list(keys.values())[-1])
-    evaluations = plan_evaluations(cfg, benchmark_specs(cfg), training)
+    plan = Plan.of(cfg, train)
     if not is_rank_zero():  # a DDP rank > 0: train with rank zero; it alone records and evaluates
-        return _other_rank(cfg, train, keys, inputs, training)
+        result = plan.result(None)
+        _bring_to_end(plan, None, None, True, result)
+        return result
     tracker = Tracker(cfg.tracking) if cfg.tracking.enabled else None
-    with hold(training.lock, f"training {training.key}"):
+    with hold(plan.training.lock, f"training {plan.training.key}"):
         if tracker is not None:
-            close_stale_runs(tracker, str(cfg.paths.output_dir), training.key)
-        return _run_locked(cfg, train, keys, inputs, training, evaluations, tracker)
+            close_stale_runs(tracker, str(cfg.paths.output_dir), plan.training.key)
+        return _run_locked(plan, tracker)
 
 
-def _run_locked(
-    cfg: DictConfig,
-    train: bool,
-    keys: dict[str, str],
-    inputs: dict[str, dict[str, Any]],
-    training: TrainingLayout,
-    evaluations: list[Evaluation],
-    tracker: Tracker | None,
-) -> dict[str, Any]:
-    stages_done = all(StageLayout.of(cfg.paths.output_dir, k).finished for k in keys.values())
+def _run_locked(plan: Plan, tracker: Tracker | None) -> dict[str, Any]:
+    cfg, training, evaluations = plan.cfg, plan.training, plan.evaluations
+    unfinished = plan.unfinished_stages()
+    if unfinished and not plan.train:
+        raise FileNotFoundError(
+            f"training {training.key} is not finished: stage(s) {', '.join(unfinished)} have no "
+            f"finished artifact under {cfg.paths.output_dir}/stages/ (run `msl-ablate train` "
+            f"with the run's config to finish it)"
+        )
     found = None if tracker is None else tracker.find(TRAINING, training.key)
     recorded = set()
     if tracker is not None:
         done = tracker.search(EVALUATION, f"tags.training_key = '{training.key}' and "
                               "attributes.status = 'FINISHED'")  # fmt: skip
         recorded = {r.data.tags["evaluation_key"] for r in done}
-    if not train and not stages_done:
-        missing = [
-            n for n, k in keys.items() if not StageLayout.of(cfg.paths.output_dir, k).finished
-        ]
-        raise FileNotFoundError(
-            f"training {training.key} is not finished: stage(s) {', '.join(missing)} have no "
-            f"finished artifact under {cfg.paths.output_dir}/stages/ (run `msl-ablate train` "
-            f"with the run's config to finish it)"
-        )
-    pending = [e for e in evaluations if e.record() is None]
-    pending_keys = {e.key for e in pending}
+    pending = {e.key for e in evaluations if e.record() is None}
     unlogged = [e for e in evaluations if tracker is not None and e.key not in recorded]
     training_recorded = tracker is None or (found is not None and found.info.status == "FINISHED")
-    result: dict[str, Any] = {
-        "training_key": training.key,
-        "stage_keys": keys,
-        "mlflow_run_id": None if found is None else found.info.run_id,
-        "metrics": {},
-        "stages": {},
-        "evaluations": {},
-        "skipped": False,
-        "store_rows": 0,
-    }
-    if stages_done and training_recorded and not pending and not unlogged:
+    result = plan.result(None if found is None else found.info.run_id)
+    if not unfinished and training_recorded and not pending and not unlogged:
         for e in evaluations:
             result["metrics"] |= e.record()["metrics"]
         result["skipped"] = True
         log.info(
             "Nothing to do for training %s (%s): stages %s finished, %d evaluations recorded%s; "
             "skipped",
-            training.key, run_name(cfg), ", ".join(keys), len(evaluations),
+            training.key, run_name(cfg), ", ".join(plan.keys), len(evaluations),
             "" if found is None else f" (MLflow run {found.info.run_id})",
         )  # fmt: skip
         return result
 
-    if train:  # `evaluate` reads it; its own eval overrides never replace the training's
+    if plan.train:  # `evaluate` reads it; its own eval overrides never replace the training's
         write_text_atomic(training.config, OmegaConf.to_yaml(cfg, resolve=True))
     run_id = None
     if tracker is not None:
@@ -181,17 +200,17 @@ def _run_locked(
             | {"seed": cfg.seed, "offline_twins": cfg.offline_twins}
         )
         run_id, status = tracker.open(TRAINING, training.key, run_name(cfg),
-                                      training_tags(cfg, keys), params)  # fmt: skip
-        training_recorded = status == "FINISHED" and stages_done
-        if status == "FINISHED" and not stages_done:  # its stage files were deleted: redo them
+                                      training_tags(cfg, plan.keys), params)  # fmt: skip
+        training_recorded = status == "FINISHED" and not unfinished
+        if status == "FINISHED" and unfinished:  # its stage files were deleted: redo them
             tracker.client.update_run(run_id, status="RUNNING")
-        tracker.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), RUN_CONFIG)
+        if status is None:
+            tracker.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), RUN_CONFIG)
         result["mlflow_run_id"] = run_id
 
     vlm, limit = None, 0
-    if not stages_done or pending:
-        vlm, limit = _bring_to_end(cfg, train, keys, inputs, tracker, run_id, training_recorded,
-                                   result)  # fmt: skip
+    if unfinished or pending:
+        vlm, limit = _bring_to_end(plan, tracker, run_id, training_recorded, result)
     elif tracker is not None and not training_recorded:
         tracker.finish(run_id, "FINISHED")
 
@@ -206,7 +225,7 @@ def _run_locked(
         info = {
             "key": e.key,
             "protocol": e.protocol_key,
-            "new": e.key in pending_keys,
+            "new": e.key in pending,
             "run_id": None,
         }
         if tracker is not None and e.key not in recorded:
@@ -227,10 +246,7 @@ def _run_locked(
 
 
 def _bring_to_end(
-    cfg: DictConfig,
-    train: bool,
-    keys: dict[str, str],
-    inputs: dict[str, dict[str, Any]],
+    plan: Plan,
     tracker: Tracker | None,
     run_id: str | None,
     training_recorded: bool,
@@ -242,13 +258,16 @@ def _bring_to_end(
 
     from msl_ablate.models.assemble import build_vlm, max_sequence_length
 
+    cfg = plan.cfg
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     L.seed_everything(cfg.seed, workers=True)
     vlm = build_vlm(cfg)
     max_length = max_sequence_length(cfg, vlm)
     try:
-        outcomes = run_stages(cfg, vlm, keys, inputs, max_length, tracker, run_id, train)
+        outcomes = run_stages(
+            cfg, vlm, plan.keys, plan.inputs, max_length, tracker, run_id, plan.train
+        )
     except BaseException as err:
         if tracker is not None and not training_recorded:
             status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
@@ -259,18 +278,3 @@ def _bring_to_end(
         tracker.set_tags(run_id, {"stage": "done"})
         tracker.finish(run_id, "FINISHED")
     return vlm, prompt_limit(cfg, vlm)
-
-
-def _other_rank(
-    cfg: DictConfig,
-    train: bool,
-    keys: dict[str, str],
-    inputs: dict[str, dict[str, Any]],
-    training: TrainingLayout,
-) -> dict[str, Any]:
-    """A DDP rank other than zero: the same stages, no lock, no record, no evaluation."""
-    result = {"training_key": training.key, "stage_keys": keys, "mlflow_run_id": None,
-              "metrics": {}, "stages": {}, "evaluations": {}, "skipped": False,
-              "store_rows": 0}  # fmt: skip
-    _bring_to_end(cfg, train, keys, inputs, None, None, True, result)
-    return result
