@@ -49,6 +49,13 @@ def heldout_report(metrics: dict[str, float], prefix: str) -> str:
     return "\n".join(rows)
 
 
+def _log_heldout(cfg: DictConfig, metrics: dict[str, float]) -> None:
+    if cfg.eval.split is not None:
+        prefix = f"{list(cfg.strategy.stages)[-1]}/{cfg.eval.split}"
+        report = heldout_report(metrics, prefix)
+        log.info("Held-out %s split, exact match %%:\n%s", cfg.eval.split, report)
+
+
 def provenance(cfg: DictConfig) -> dict[str, str]:
     """Where the weights come from: ``weights.<part>`` (checkpoint ids) and ``twin.<part>``."""
     tags = {}
@@ -186,6 +193,7 @@ def _run_locked(plan: Plan, tracker: Tracker | None) -> dict[str, Any]:
             training.key, run_name(cfg), ", ".join(plan.keys), len(evaluations),
             "" if found is None else f" (MLflow run {found.info.run_id})",
         )  # fmt: skip
+        _log_heldout(cfg, result["metrics"])
         return result
 
     if plan.train:  # `evaluate` reads it; its own eval overrides never replace the training's
@@ -236,10 +244,7 @@ def _run_locked(plan: Plan, tracker: Tracker | None) -> dict[str, Any]:
             result["store_rows"] += len(rows)
         result["evaluations"][e.spec.name] = info
         result["metrics"] |= record["metrics"]
-    if cfg.eval.split is not None:
-        prefix = f"{last_stage}/{cfg.eval.split}"
-        log.info("Held-out %s split, exact match %%:\n%s", cfg.eval.split,
-                 heldout_report(result["metrics"], prefix))  # fmt: skip
+    _log_heldout(cfg, result["metrics"])
     if result["store_rows"]:
         log.info("Results store %s:\n%s", path, store.summary(store.load(path)))
     return result
