@@ -38,18 +38,26 @@ def trainings_dir(output_dir: str | Path) -> Path:
 
 
 @dataclass(frozen=True)
-class StageLayout:
-    """The files of one stage key."""
+class KeyedFolder:
+    """A folder named by a key, with its lock file beside it."""
 
     root: Path
-
-    @classmethod
-    def of(cls, output_dir: str | Path, stage_key: str) -> StageLayout:
-        return cls(stages_dir(output_dir) / stage_key)
 
     @property
     def key(self) -> str:
         return self.root.name
+
+    @property
+    def lock(self) -> Path:
+        return self.root.with_name(f"{self.root.name}.lock")
+
+
+class StageLayout(KeyedFolder):
+    """The files of one stage key."""
+
+    @classmethod
+    def of(cls, output_dir: str | Path, stage_key: str) -> StageLayout:
+        return cls(stages_dir(output_dir) / stage_key)
 
     @property
     def weights(self) -> Path:
@@ -69,35 +77,20 @@ class StageLayout:
         return self.root / "checkpoints"
 
     @property
-    def lock(self) -> Path:
-        return self.root.with_name(f"{self.root.name}.lock")
-
-    @property
     def finished(self) -> bool:
         return self.record.is_file() and self.weights.is_file()
 
 
-@dataclass(frozen=True)
-class TrainingLayout:
+class TrainingLayout(KeyedFolder):
     """The files of one training key: its config and its evaluations."""
-
-    root: Path
 
     @classmethod
     def of(cls, output_dir: str | Path, training_key: str) -> TrainingLayout:
         return cls(trainings_dir(output_dir) / training_key)
 
     @property
-    def key(self) -> str:
-        return self.root.name
-
-    @property
     def config(self) -> Path:
         return self.root / RUN_CONFIG
-
-    @property
-    def lock(self) -> Path:
-        return self.root.with_name(f"{self.root.name}.lock")
 
     @property
     def evals_dir(self) -> Path:

@@ -12,10 +12,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from msl_ablate.evaluation.run_benchmarks import benchmark_specs
-from msl_ablate.experiment.evaluations import plan_evaluations
-from msl_ablate.experiment.keys import stage_keys
 from msl_ablate.experiment.layout import StageLayout, TrainingLayout
+from msl_ablate.experiment.run import Plan
 from msl_ablate.tracking.mlflow_run import EVALUATION, TRAINING, Tracker
 from msl_ablate.training.checkpointing import checkpoint_step, resume_path
 from msl_ablate.utils.files import read_json
@@ -70,10 +68,9 @@ def _stage_state(cfg: DictConfig, name: str, key: str) -> StageState:
 
 def training_state(cfg: DictConfig, tracker: Tracker | None) -> TrainingState:
     """The state of a config's training (``cfg.paths`` absolute)."""
-    keys = stage_keys(cfg)
-    stages = [_stage_state(cfg, name, key) for name, key in keys.items()]
-    layout = TrainingLayout.of(cfg.paths.output_dir, list(keys.values())[-1])
-    evaluations = plan_evaluations(cfg, benchmark_specs(cfg), layout)
+    plan = Plan.of(cfg, train=True)
+    stages = [_stage_state(cfg, name, key) for name, key in plan.keys.items()]
+    layout, evaluations = plan.training, plan.evaluations
     mlflow, failure, recorded = None, None, {e.key for e in evaluations if e.record() is not None}
     if tracker is not None:
         found = tracker.find(TRAINING, layout.key)
