@@ -28,11 +28,15 @@ def test_crash_in_evaluation_keeps_the_training_and_rerun_only_evaluates(make_cf
     exp = client.get_experiment_by_name(cfg.tracking.experiment)
     runs = client.search_runs([exp.experiment_id])
     (training,) = [r for r in runs if r.data.tags["kind"] == "training"]
-    # Both stages finished: the training is recorded; the held-out evaluation too, pope not.
+    # Both stages finished: the training is recorded; the held-out evaluation too; pope's
+    # evaluation run is FAILED with the reason.
     assert training.info.status == "FINISHED"
-    assert [r.data.tags["benchmark"] for r in runs if r.data.tags["kind"] == "evaluation"] == [
-        "eval"
-    ]
+    evaluations = {r.data.tags["benchmark"]: r for r in runs if r.data.tags["kind"] == "evaluation"}
+    assert {k: r.info.status for k, r in evaluations.items()} == {
+        "eval": "FINISHED",
+        "pope": "FAILED",
+    }
+    assert evaluations["pope"].data.tags["failure"] == "RuntimeError: evaluation crashed"
     for name, key in training.data.tags.items():
         if name.startswith("stage_key."):
             assert StageLayout.of(cfg.paths.output_dir, key).finished, name
@@ -46,5 +50,8 @@ def test_crash_in_evaluation_keeps_the_training_and_rerun_only_evaluates(make_cf
     assert result["stages"] == {"align": "reused", "finetune": "reused"}
     assert {k: v["new"] for k, v in result["evaluations"].items()} == {"eval": False, "pope": True}
     runs = client.search_runs([exp.experiment_id])
-    assert sorted(r.data.tags["benchmark"] for r in runs if r.data.tags["kind"] == "evaluation") \
-        == ["eval", "pope"]  # fmt: skip
+    evaluations = {r.data.tags["benchmark"]: r for r in runs if r.data.tags["kind"] == "evaluation"}
+    assert len(runs) == 3 and {r.info.status for r in evaluations.values()} == {"FINISHED"}
+    pope = evaluations["pope"]  # the failed run, continued: no second run for the same key
+    assert pope.data.tags["resumes"] == "1" and "failure" not in pope.data.tags
+    assert "finetune/pope/f1" in pope.data.metrics

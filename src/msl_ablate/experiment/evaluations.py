@@ -101,37 +101,40 @@ def run_evaluation(
     return record
 
 
-def log_evaluation(
-    tracker: Tracker,
-    evaluation: Evaluation,
-    record: dict[str, Any],
-    parent: str,
-    tags: dict[str, str],
+def open_evaluation(
+    tracker: Tracker, evaluation: Evaluation, stage: str, parent: str, tags: dict[str, str]
 ) -> str:
-    """Record a finished evaluation as its nested MLflow run (created or reopened, then closed).
+    """The evaluation's nested MLflow run, new or its own unfinished one reopened (RUNNING).
+
+    Opened before the benchmark runs, so an evaluation that crashes is closed FAILED with its
+    reason, and one whose process is killed is found RUNNING and closed KILLED later.
 
     Returns:
         The evaluation run's id.
     """
-    name = f"{record['benchmark']}@{evaluation.protocol_key}"
+    spec = evaluation.spec
     params = {f"protocol.{k}": v for k, v in flatten(evaluation.protocol).items()}
-    run_id, status = tracker.open(
+    run_id, _ = tracker.open(
         EVALUATION,
         evaluation.key,
-        name,
+        f"{spec.name}@{evaluation.protocol_key}",
         {
             **tags,
-            "benchmark": record["benchmark"],
+            "benchmark": spec.name,
             "protocol": evaluation.protocol_key,
-            "stage": record["stage"],
-            "scorer": str(record["scorer"]),
-        },
+            "stage": stage,
+            "scorer": str(spec.scorer),
+        },  # fmt: skip
         params=params,
         parent=parent,
     )
-    if status == "FINISHED":
-        return run_id
+    return run_id
+
+
+def close_evaluation(
+    tracker: Tracker, run_id: str, evaluation: Evaluation, record: dict[str, Any]
+) -> None:
+    """Log a finished evaluation's metrics and answer files, and close its run FINISHED."""
     tracker.log_metrics(run_id, record["metrics"])
     tracker.log_artifacts(run_id, evaluation.out_dir)
     tracker.finish(run_id, "FINISHED")
-    return run_id

@@ -20,7 +20,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from msl_ablate.config.components import components
 from msl_ablate.evaluation.run_benchmarks import benchmark_specs, prompt_limit
-from msl_ablate.experiment.evaluations import Evaluation, log_evaluation, plan_evaluations
+from msl_ablate.experiment.evaluations import (
+    Evaluation,
+    close_evaluation,
+    open_evaluation,
+    plan_evaluations,
+)
 from msl_ablate.experiment.evaluations import run_evaluation as evaluate_one
 from msl_ablate.experiment.keys import KEY_LENGTH, stage_inputs
 from msl_ablate.experiment.layout import RUN_CONFIG, StageLayout, TrainingLayout
@@ -228,16 +233,19 @@ def _run_locked(plan: Plan, tracker: Tracker | None) -> dict[str, Any]:
     path = Path(cfg.paths.results_dir) / store.STORE_FILE
     for e in evaluations:
         record = e.record()
-        if record is None:
-            record = evaluate_one(e, vlm, last_stage, cfg.eval.batch_size, limit)
-        info = {
-            "key": e.key,
-            "protocol": e.protocol_key,
-            "new": e.key in pending,
-            "run_id": None,
-        }
+        info = {"key": e.key, "protocol": e.protocol_key, "new": e.key in pending, "run_id": None}
         if tracker is not None and e.key not in recorded:
-            info["run_id"] = log_evaluation(tracker, e, record, run_id, tags)
+            info["run_id"] = open_evaluation(tracker, e, last_stage, run_id, tags)
+        if record is None:
+            try:
+                record = evaluate_one(e, vlm, last_stage, cfg.eval.batch_size, limit)
+            except BaseException as err:
+                if info["run_id"] is not None:
+                    status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+                    tracker.finish(info["run_id"], status, f"{type(err).__name__}: {err}")
+                raise
+        if info["run_id"] is not None:
+            close_evaluation(tracker, info["run_id"], e, record)
             client = tracker.client
             rows = store.rows_from_runs(client.get_run(info["run_id"]), client.get_run(run_id))
             store.upsert(path, rows, tracker=tracker)
