@@ -16,10 +16,10 @@ from typing import Any
 from omegaconf import DictConfig
 
 from msl_ablate.evaluation.benchmark import BenchmarkSpec
-from msl_ablate.experiment.keys import PROTOCOL_LENGTH, evaluation_key, protocol_inputs
+from msl_ablate.experiment.keys import evaluation_key, protocol_inputs, protocol_key
 from msl_ablate.experiment.layout import TrainingLayout
 from msl_ablate.tracking.mlflow_run import EVALUATION, Tracker, flatten
-from msl_ablate.utils.files import read_json, stable_hash, write_json_atomic
+from msl_ablate.utils.files import read_json, write_json_atomic
 from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -59,7 +59,7 @@ def plan_evaluations(
     out = []
     for spec in specs:
         protocol = protocol_inputs(spec, cfg)
-        pkey = stable_hash(protocol, PROTOCOL_LENGTH)
+        pkey = protocol_key(protocol)
         out.append(
             Evaluation(
                 spec, protocol, pkey, evaluation_key(training.key, spec.name, pkey),

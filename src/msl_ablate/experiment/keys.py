@@ -111,13 +111,22 @@ def stage_inputs(cfg: DictConfig) -> dict[str, dict[str, Any]]:
             "previous": previous,
         }
         out[name] = inputs
-        previous = stable_hash(inputs, KEY_LENGTH)
+        previous = _key(inputs)
     return out
+
+
+def _key(values: Any) -> str:
+    return stable_hash(values, KEY_LENGTH)
+
+
+def keys_of(inputs: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """``{stage: key}`` from ``stage_inputs``' result."""
+    return {name: _key(values) for name, values in inputs.items()}
 
 
 def stage_keys(cfg: DictConfig) -> dict[str, str]:
     """``{stage: key}`` in strategy order."""
-    return {name: stable_hash(v, KEY_LENGTH) for name, v in stage_inputs(cfg).items()}
+    return keys_of(stage_inputs(cfg))
 
 
 def training_key(cfg: DictConfig) -> str:
@@ -149,10 +158,10 @@ def protocol_inputs(spec: Any, cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def protocol_key(spec: Any, cfg: DictConfig) -> str:
-    return stable_hash(protocol_inputs(spec, cfg), PROTOCOL_LENGTH)
+def protocol_key(protocol: dict[str, Any]) -> str:
+    """The fingerprint of ``protocol_inputs``' result."""
+    return stable_hash(protocol, PROTOCOL_LENGTH)
 
 
 def evaluation_key(training: str, benchmark: str, protocol: str) -> str:
-    return stable_hash({"training": training, "benchmark": benchmark, "protocol": protocol},
-                       KEY_LENGTH)  # fmt: skip
+    return _key({"training": training, "benchmark": benchmark, "protocol": protocol})

@@ -27,12 +27,12 @@ from msl_ablate.experiment.evaluations import (
     plan_evaluations,
 )
 from msl_ablate.experiment.evaluations import run_evaluation as evaluate_one
-from msl_ablate.experiment.keys import KEY_LENGTH, stage_inputs
+from msl_ablate.experiment.keys import keys_of, stage_inputs
 from msl_ablate.experiment.layout import RUN_CONFIG, StageLayout, TrainingLayout
 from msl_ablate.experiment.stages import run_stages
 from msl_ablate.results import store
 from msl_ablate.tracking.mlflow_run import EVALUATION, TRAINING, Tracker, flatten, git_sha
-from msl_ablate.utils.files import stable_hash, write_text_atomic
+from msl_ablate.utils.files import write_text_atomic
 from msl_ablate.utils.locks import hold, is_held
 from msl_ablate.utils.logging import get_logger, is_rank_zero
 
@@ -129,7 +129,7 @@ class Plan:
     @classmethod
     def of(cls, cfg: DictConfig, train: bool) -> Plan:
         inputs = stage_inputs(cfg)
-        keys = {name: stable_hash(v, KEY_LENGTH) for name, v in inputs.items()}
+        keys = keys_of(inputs)
         training = TrainingLayout.of(cfg.paths.output_dir, list(keys.values())[-1])
         evaluations = plan_evaluations(cfg, benchmark_specs(cfg), training)
         return cls(cfg, train, inputs, keys, training, evaluations)
@@ -179,11 +179,7 @@ def _run_locked(plan: Plan, tracker: Tracker | None) -> dict[str, Any]:
             f"with the run's config to finish it)"
         )
     found = None if tracker is None else tracker.find(TRAINING, training.key)
-    recorded = set()
-    if tracker is not None:
-        done = tracker.search(EVALUATION, f"tags.training_key = '{training.key}' and "
-                              "attributes.status = 'FINISHED'")  # fmt: skip
-        recorded = {r.data.tags["evaluation_key"] for r in done}
+    recorded = set() if tracker is None else tracker.finished_evaluations(training.key)
     pending = {e.key for e in evaluations if e.record() is None}
     unlogged = [e for e in evaluations if tracker is not None and e.key not in recorded]
     training_recorded = tracker is None or (found is not None and found.info.status == "FINISHED")

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from msl_ablate.experiment.layout import StageLayout, TrainingLayout
 from msl_ablate.experiment.run import Plan
-from msl_ablate.tracking.mlflow_run import EVALUATION, TRAINING, Tracker
+from msl_ablate.tracking.mlflow_run import TRAINING, Tracker
 from msl_ablate.training.checkpointing import checkpoint_step, resume_path
 from msl_ablate.utils.files import read_json
 from msl_ablate.utils.locks import is_held
@@ -77,9 +77,7 @@ def training_state(cfg: DictConfig, tracker: Tracker | None) -> TrainingState:
         if found is not None:
             mlflow = (found.info.run_id, found.info.status)
             failure = found.data.tags.get("failure")
-        finished = tracker.search(EVALUATION, f"tags.training_key = '{layout.key}' and "
-                                  "attributes.status = 'FINISHED'")  # fmt: skip
-        recorded &= {r.data.tags["evaluation_key"] for r in finished}
+        recorded &= tracker.finished_evaluations(layout.key)
     n_recorded = sum(e.key in recorded for e in evaluations)
     all_done = all(s.state == "finished" for s in stages) and n_recorded == len(evaluations)
     if is_held(layout.lock):

@@ -117,6 +117,12 @@ class Tracker:
         found = self.search(kind, f"tags.{KEY_TAG[kind]} = '{key}'")
         return found[0] if found else None
 
+    def finished_evaluations(self, training_key: str) -> set[str]:
+        """The evaluation keys of a training whose evaluation run is FINISHED."""
+        done = self.search(EVALUATION, f"tags.training_key = '{training_key}' and "
+                           "attributes.status = 'FINISHED'")  # fmt: skip
+        return {run.data.tags[KEY_TAG[EVALUATION]] for run in done}
+
     def open(
         self,
         kind: str,

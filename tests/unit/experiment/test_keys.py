@@ -10,6 +10,7 @@ from msl_ablate.evaluation.benchmark import BenchmarkSpec
 from msl_ablate.experiment.keys import (
     evaluation_key,
     file_digest,
+    protocol_inputs,
     protocol_key,
     stage_inputs,
     stage_keys,
@@ -63,18 +64,18 @@ def test_the_protocol_covers_files_suffix_tokens_and_batch_size(tmp_path: Path):
     questions.write_text('{"question_id": 1, "text": "?"}\n')
     spec = BenchmarkSpec("pope", "pope", questions, tmp_path, prompt_suffix="Answer yes or no.",
                          format=QuestionFormat.questions)  # fmt: skip
-    base = protocol_key(spec, cfg)
-    assert len(base) == 8 and protocol_key(spec, cfg) == base
+    base = protocol_key(protocol_inputs(spec, cfg))
+    assert len(base) == 8 and protocol_key(protocol_inputs(spec, cfg)) == base
     changed = [
         BenchmarkSpec(**{**spec.__dict__, "prompt_suffix": ""}),
         BenchmarkSpec(**{**spec.__dict__, "max_new_tokens": 3}),
         BenchmarkSpec(**{**spec.__dict__, "max_questions": 5}),
     ]
-    assert len({protocol_key(s, cfg) for s in changed} | {base}) == 4
-    assert protocol_key(spec, compose(["eval.batch_size=3"])) != base
-    assert protocol_key(spec, compose(["paths.root=/elsewhere"])) == base
+    assert len({protocol_key(protocol_inputs(s, cfg)) for s in changed} | {base}) == 4
+    assert protocol_key(protocol_inputs(spec, compose(["eval.batch_size=3"]))) != base
+    assert protocol_key(protocol_inputs(spec, compose(["paths.root=/elsewhere"]))) == base
     questions.write_text('{"question_id": 1, "text": "??"}\n')  # same path, other content
-    assert protocol_key(spec, cfg) != base
+    assert protocol_key(protocol_inputs(spec, cfg)) != base
     assert evaluation_key("t1", "pope", base) != evaluation_key("t2", "pope", base)
 
 
