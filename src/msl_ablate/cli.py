@@ -12,6 +12,7 @@ COMMANDS = {
     "evaluate": ("msl_ablate.commands.evaluate", "--run RUN     benchmark a finished run (run key or MLflow id; --benchmarks a,b)"),
     "score": ("msl_ablate.commands.score", "BENCHMARK ...    score an answer file with a benchmark's official metric"),
     "status": ("msl_ablate.commands.status", "[overrides]   where each job of a sweep stands: done/running/failed/todo, stages, artifacts"),
+    "zoo": ("msl_ablate.commands.zoo", "build|list [--only a,b]  pretrain the tiny zoo (conf/zoo) / print its cards"),
     "results": ("msl_ablate.commands.results", "[--rebuild]    print the results store (rebuilt from MLflow with --rebuild)"),
 }  # fmt: skip
 USAGE = "usage: msl-ablate <command> [args]\n\ncommands:\n" + "\n".join(

@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"config"},
     {"data"},
     {"models"},
-    {"training", "evaluation", "tracking"},
+    {"training", "evaluation", "tracking", "pretrain"},
     {"results"},
     {"experiment"},
     {"commands"},

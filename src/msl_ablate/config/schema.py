@@ -14,6 +14,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from msl_ablate.config.enums import ChatTemplate, Mode, QuestionFormat, ResizeStrategy, Tuning
+from msl_ablate.config.resolvers import register_resolvers
 
 
 @dataclass
@@ -85,6 +86,9 @@ class LMConfig:
     chat_template: ChatTemplate = ChatTemplate.checkpoint
     torch_dtype: str = "float32"
     lora_target_modules: list[str] | None = None  # None: every linear layer but the head
+    # A GGUF file inside `checkpoint` (hub repo or folder) to load instead of its safetensors:
+    # transformers dequantizes it (needs the `gguf` package). Ignored when the twin is the model.
+    gguf_file: str | None = None
     twin: Any = None
 
 
@@ -247,6 +251,15 @@ class CheckpointConfig:
 
 
 @dataclass
+class ZooConfig:
+    """The pretrained tiny zoo (``conf/zoo``, ``msl-ablate zoo build``)."""
+
+    # Cap on every zoo recipe's pretraining steps: a capped recipe is its own zoo member (own
+    # folder and stage keys). Tests set it to build the zoo in seconds; null: each recipe's own.
+    max_steps: int | None = None
+
+
+@dataclass
 class PathsConfig:
     root: str = "."
     cache_dir: str = "~/.cache/msl-ablate"
@@ -273,6 +286,7 @@ class TrainConfig:
     tracking: TrackingConfig = MISSING
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    zoo: ZooConfig = field(default_factory=ZooConfig)
 
 
 # Stored as `schema/<name>`, outside the option groups (so `--help` lists only real options);
@@ -292,7 +306,8 @@ GROUP_SCHEMAS = {
 
 
 def register_schemas() -> None:
-    """Store the root schema and each group's schemas in Hydra's ConfigStore."""
+    """Store the root schema and each group's schemas in Hydra's ConfigStore; add our resolvers."""
+    register_resolvers()
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     for name, node in GROUP_SCHEMAS.items():

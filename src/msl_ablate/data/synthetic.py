@@ -180,6 +180,55 @@ def generate_dataset(
         "max_objects": max_objects, "short_answer_prompt_prob": short_answer_prompt_prob,
         "version": GENERATOR_VERSION,
     }  # fmt: skip
+    types = list(question_types)
+
+    def make(split: str, i: int, rng: random.Random) -> tuple[Scene, dict]:
+        if split == "captions":
+            scene = sample_scene(rng, max_objects=max_objects)
+            return scene, {"conversations": _conversation("Describe the image.", caption(scene))}
+        # Types cycle, so each gets an equal share of the questions.
+        scene, qa = _scene_and_question(rng, types[i % len(types)], max_objects)
+        question = qa.question
+        # Only drawn when enabled, so the default data stay byte-identical.
+        open_question = split == "instruct" and qa.question_type != "choice"
+        p = short_answer_prompt_prob
+        if open_question and p > 0 and rng.random() < p:
+            question += f"\n{SHORT_ANSWER_PROMPT}"
+        return scene, {
+            "conversations": _conversation(question, qa.answer),
+            "question_type": qa.question_type,
+            "answer": qa.answer,
+        }
+
+    counts = {"captions": n_captions, "instruct": n_instruct, "eval": n_eval}
+    return write_dataset(root, params, counts, make, seed, image_size)
+
+
+# Makes one record of a split: (its scene to render, or None for a text-only record; its fields).
+RecordMaker = Callable[[str, int, random.Random], tuple[Scene | None, dict]]
+
+
+def write_dataset(
+    root: str | Path,
+    params: dict,
+    counts: dict[str, int],
+    make: RecordMaker,
+    seed: int,
+    image_size: int,
+) -> Path:
+    """Write a generated dataset's images, split files and manifest, unless already there.
+
+    Args:
+        root: Output folder; ``manifest.json`` (written last) records ``params``.
+        params: The generator's arguments (with its version): the cache key.
+        counts: Records per split (``captions``, ``instruct``, ``eval``).
+        make: Draws record ``i`` of a split from the one random generator.
+        seed: Seed of that generator.
+        image_size: Side of the square PNG images.
+
+    Returns:
+        The root folder.
+    """
     root = Path(root)
     manifest = root / MANIFEST
     if manifest.exists() and json.loads(manifest.read_text())["params"] == params:
@@ -187,32 +236,17 @@ def generate_dataset(
     log.info("Generating synthetic dataset in %s (%s)", root, params)
     rng = random.Random(seed)
     (root / "images").mkdir(parents=True, exist_ok=True)
-    types = list(question_types)
     splits: dict[str, list[dict]] = {name: [] for name in SPLIT_FILES}
-    counts = {"captions": n_captions, "instruct": n_instruct, "eval": n_eval}
-    total = sum(counts.values())
-    with tqdm(total=total, desc="synthetic images", unit="img") as bar:
+    with tqdm(total=sum(counts.values()), desc="synthetic images", unit="img") as bar:
         for split, n in counts.items():
             for i in range(n):
                 image = f"images/{split}_{i:06d}.png"
-                record: dict = {"id": f"{split}-{i:06d}", "image": image}
-                if split == "captions":
-                    scene = sample_scene(rng, max_objects=max_objects)
-                    record["conversations"] = _conversation("Describe the image.", caption(scene))
-                else:
-                    # Types cycle, so each gets an equal share of the questions.
-                    scene, qa = _scene_and_question(rng, types[i % len(types)], max_objects)
-                    question = qa.question
-                    # Only drawn when enabled, so the default data stay byte-identical.
-                    open_question = split == "instruct" and qa.question_type != "choice"
-                    p = short_answer_prompt_prob
-                    if open_question and p > 0 and rng.random() < p:
-                        question += f"\n{SHORT_ANSWER_PROMPT}"
-                    record["conversations"] = _conversation(question, qa.answer)
-                    record["question_type"] = qa.question_type
-                    record["answer"] = qa.answer
-                render_scene(scene, image_size).save(root / image)
-                splits[split].append(record)
+                scene, fields = make(split, i, rng)
+                record: dict = {"id": f"{split}-{i:06d}"}
+                if scene is not None:
+                    record["image"] = image
+                    render_scene(scene, image_size).save(root / image)
+                splits[split].append(record | fields)
                 bar.update()
     for split, records in splits.items():
         write_json_atomic(root / SPLIT_FILES[split], records, indent=None)

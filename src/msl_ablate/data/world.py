@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageDraw, ImageFont
 
+# Bump when scenes or their rendering change: zoo members pretrained on the world are rebuilt.
+WORLD_VERSION = 1
+
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
     "green": (40, 170, 60),

@@ -25,6 +25,8 @@ from msl_ablate.config.enums import QuestionFormat
 from msl_ablate.data.dataset import LlavaDataset, load_records
 from msl_ablate.data.tokens import IMAGE_TOKEN
 from msl_ablate.evaluation.generate import generate_answers
+from msl_ablate.evaluation.headline import HEADLINE_METRICS
+from msl_ablate.evaluation.oracle import frequent_answers
 from msl_ablate.evaluation.scoring.benchmarks import EXPORTS, score
 from msl_ablate.evaluation.scoring.files import (
     as_question_id,
@@ -40,6 +42,7 @@ from msl_ablate.utils.logging import get_logger
 log = get_logger(__name__)
 
 ANSWERS_FILE = "answers.jsonl"
+BASELINE_ANSWERS_FILE = "majority_answers.jsonl"  # the blind baseline's (last) answer file
 METRICS_FILE = "metrics.json"
 SUBSET_FILE = "questions.json"  # the records asked when max_questions cuts a conversation file
 
@@ -171,6 +174,25 @@ def _annotations(spec: BenchmarkSpec, out_dir: Path, asked: list[dict[str, Any]]
     return write_json(out_dir / SUBSET_FILE, asked)
 
 
+def _majority_baseline(
+    spec: BenchmarkSpec,
+    out_dir: Path,
+    asked: list[dict[str, Any]],
+    records: list[dict[str, Any]],
+) -> dict[str, float]:
+    """The headline metric of a blind guess (``majority_baseline/<metric>``): every question
+    answered with one frequent right answer, the best of the three most frequent (a balanced
+    yes/no benchmark ties, and POPE's F1 is 66.7 for "yes" but 0 for "no")."""
+    annotations = _annotations(spec, out_dir, asked)
+    metric = HEADLINE_METRICS[spec.scorer][0]
+    best = float("-inf")
+    for answer in frequent_answers(spec.scorer, annotations):
+        lines = [{"question_id": r["question_id"], "text": answer} for r in records]
+        path = write_jsonl(out_dir / BASELINE_ANSWERS_FILE, lines)
+        best = max(best, float(score(spec.scorer, annotations, path, **spec.options)[metric]))
+    return {f"majority_baseline/{metric}": best}
+
+
 def evaluate_benchmark(
     vlm: VisionLanguageModel,
     spec: BenchmarkSpec,
@@ -238,6 +260,8 @@ def evaluate_benchmark(
             )
         except ValueError as err:
             raise DataError(f"benchmark {spec.name!r}: {err}") from err
+        if spec.scorer != "exact_match":  # held-out exact match brings its own baseline
+            raw |= _majority_baseline(spec, out_dir, asked, records)
         metrics = {f"{prefix}/{k}": float(v) for k, v in sorted(raw.items())}
         write_json(out_dir / METRICS_FILE, raw, indent=2)
     log.info(

@@ -2,7 +2,9 @@
 
 Scoring the oracle must give every metric its maximum; that checks that a benchmark's files,
 its question ids and its scorer agree (the suite's round-trip test, or a check of a real
-benchmark release before evaluating models on it).
+benchmark release before evaluating models on it). The same answers give each benchmark's
+blind baseline: every question answered with one of its most frequent right answers
+(``frequent_answers``), the score a model that never looks at the image can reach.
 """
 
 from __future__ import annotations
@@ -65,3 +67,11 @@ def oracle_answers(scorer: str, annotations: Path | str) -> dict[str, str]:
     if scorer == "mmbench":
         return {str(q.index): q.answer for q in read_mmbench_tsv(path)}
     raise ValueError(f"no oracle for scorer {scorer!r}")
+
+
+def frequent_answers(scorer: str, annotations: Path | str, k: int = 3) -> list[str]:
+    """The ``k`` most frequent right answers of a benchmark, most frequent first."""
+    answers = oracle_answers(scorer, annotations)
+    if not answers:
+        raise ValueError(f"no questions in {annotations} for scorer {scorer!r}")
+    return [answer for answer, _ in Counter(answers.values()).most_common(k)]

@@ -62,20 +62,23 @@ def model_inputs(cfg: DictConfig) -> dict[str, Any]:
     """The three model parts as a stage sees them, each with the weights it starts from.
 
     A component whose tiny twin is the model (``offline_twins`` or ``checkpoint: null``) keeps
-    its twin spec and the zoo tokenizer's recipe; a real checkpoint is named by its id alone.
+    its twin recipe (as capped by ``zoo.max_steps``), the zoo tokenizer's recipe and the world
+    version; a real checkpoint is named by its id alone.
     """
-    from msl_ablate.models.zoo import TOKENIZER_PARAMS
+    from msl_ablate.models.zoo import capped, zoo_inputs
 
     parts = {name: _container(cfg[name]) for name in ("vision", "lm", "projector")}
     uses_twin = False
     for _, spec in [*components(parts["vision"], "vision"), *components(parts["lm"], "lm")]:
         if cfg.offline_twins or spec["checkpoint"] is None:
             spec["weights"], uses_twin = "twin", True
+            if isinstance(spec.get("twin"), dict):
+                spec["twin"] = capped(spec["twin"], cfg.zoo.max_steps)
         else:
             spec["weights"] = "checkpoint"
             spec.pop("twin", None)
     if uses_twin:
-        parts["zoo_tokenizer"] = dict(TOKENIZER_PARAMS)
+        parts["zoo"] = zoo_inputs()
     return parts
 
 

@@ -62,13 +62,22 @@ def _log_heldout(cfg: DictConfig, metrics: dict[str, float]) -> None:
 
 
 def provenance(cfg: DictConfig) -> dict[str, str]:
-    """Where the weights come from: ``weights.<part>`` (checkpoint ids) and ``twin.<part>``."""
+    """Where the weights come from: ``weights.<part>`` (checkpoint ids), ``twin.<part>`` and,
+    when pretrained zoo members stand in, ``zoo.<part>`` (their recipes, ``conf/zoo``)."""
     tags = {}
     for part in ("vision", "lm"):
         specs = [spec for _, spec in components(cfg[part], part)]
         tags[f"weights.{part}"] = "+".join(str(s.checkpoint or "tiny-twin") for s in specs)
-        twins = {bool(cfg.offline_twins or s.checkpoint is None) for s in specs}
+        flags = [bool(cfg.offline_twins or s.checkpoint is None) for s in specs]
+        twins = set(flags)
         tags[f"twin.{part}"] = "mixed" if len(twins) > 1 else str(twins.pop()).lower()
+        members = [
+            str(s.twin.name)
+            for s, twin in zip(specs, flags, strict=True)
+            if twin and s.twin is not None and "name" in s.twin
+        ]
+        if members:
+            tags[f"zoo.{part}"] = "+".join(members)
     return tags
 
 

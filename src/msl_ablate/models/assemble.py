@@ -17,7 +17,7 @@ log = get_logger(__name__)
 def resolved_checkpoints(cfg: DictConfig) -> dict[str, str]:
     """``{config key: checkpoint}`` of every component (building twins if needed)."""
     return {
-        where: resolve_checkpoint(spec, cfg.offline_twins, cfg.paths.zoo_dir)
+        where: resolve_checkpoint(spec, cfg.offline_twins, cfg.paths.zoo_dir, cfg.zoo.max_steps)
         for group in ("vision", "lm")
         for where, spec in components(cfg[group], group)
     }
@@ -47,12 +47,16 @@ def build_vlm(cfg: DictConfig) -> VisionLanguageModel:
     """
     quiet_loading_bars()
     log.info("Instantiating vision <%s>", cfg.vision._target_)
-    vision = instantiate(builder_kwargs(cfg.vision, cfg.offline_twins, cfg.paths.zoo_dir))
+    vision = instantiate(
+        builder_kwargs(cfg.vision, cfg.offline_twins, cfg.paths.zoo_dir, cfg.zoo.max_steps)
+    )
     log.info("Instantiating lm <%s>", cfg.lm._target_)
     # QLoRA needs the base weights quantized at load time, not later by the strategy.
     lm = instantiate(
-        builder_kwargs(cfg.lm, cfg.offline_twins, cfg.paths.zoo_dir),
+        builder_kwargs(cfg.lm, cfg.offline_twins, cfg.paths.zoo_dir, cfg.zoo.max_steps),
         load_in_4bit=uses_qlora(cfg.strategy),
+        # A file of the real checkpoint: a twin's folder holds plain safetensors.
+        gguf_file=None if cfg.offline_twins or cfg.lm.checkpoint is None else cfg.lm.gguf_file,
     )
     log.info(
         "Instantiating projector <%s> (%d -> %d)",

@@ -22,6 +22,7 @@ from hydra.utils import get_class
 from torch import nn
 from transformers import AddedToken, AutoTokenizer, PreTrainedTokenizerBase
 
+from msl_ablate.config.checks import gguf_problem
 from msl_ablate.config.enums import ChatTemplate, Tuning
 from msl_ablate.data.conversation import tokenize_conversation
 from msl_ablate.data.tokens import IGNORE_INDEX, IMAGE_TOKEN
@@ -181,6 +182,7 @@ def build_causal_lm(
     torch_dtype: str = "float32",
     lora_target_modules: list[str] | None = None,
     load_in_4bit: bool = False,
+    gguf_file: str | None = None,
 ) -> CausalLM:
     """Load an LM and its tokenizer from a hub id or folder, ready for image tokens.
 
@@ -195,16 +197,21 @@ def build_causal_lm(
         torch_dtype: Weights dtype (``float32``, ``bfloat16``, ``float16``).
         lora_target_modules: LoRA targets for this family, None for every linear layer.
         load_in_4bit: Quantize the weights to 4-bit NF4 (QLoRA; needs CUDA and bitsandbytes).
+        gguf_file: A GGUF file inside ``checkpoint`` to load the tokenizer and weights from
+            (dequantized to ``torch_dtype``; needs the ``gguf`` package); None: the checkpoint's
+            own files.
 
     Returns:
         The wrapped LM.
 
     Raises:
-        ValueError: A bad dtype, or a template that does not fit (see ``prepare_tokenizer``).
+        ValueError: A bad dtype, a template that does not fit (see ``prepare_tokenizer``), or
+            a ``gguf_file`` that cannot load (``config.checks.gguf_problem``).
     """
     where = f"conf/lm/{name}.yaml"
+    source = checkpoint if gguf_file is None else f"{checkpoint} (gguf_file {gguf_file})"
     log.info(
-        "Loading LM %s from %s (%s, tuning=%s)", name, checkpoint, model_class, Tuning(tuning).value
+        "Loading LM %s from %s (%s, tuning=%s)", name, source, model_class, Tuning(tuning).value
     )
     dtype = getattr(torch, torch_dtype, None)
     if not isinstance(dtype, torch.dtype):
@@ -212,8 +219,15 @@ def build_causal_lm(
             f"lm.torch_dtype={torch_dtype!r} is not a torch dtype; use float32, bfloat16 or "
             f"float16 ({where})"
         )
-    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(checkpoint), chat_template, where)
     kwargs = {}
+    if gguf_file is not None:
+        problem = gguf_problem(checkpoint, gguf_file)
+        if problem is not None:
+            raise ValueError(f"{problem} ({where})")
+        kwargs["gguf_file"] = gguf_file
+    tokenizer = prepare_tokenizer(
+        AutoTokenizer.from_pretrained(checkpoint, **kwargs), chat_template, where
+    )
     if load_in_4bit:
         if not torch.cuda.is_available() or importlib.util.find_spec("bitsandbytes") is None:
             raise RuntimeError(

@@ -19,11 +19,13 @@ from msl_ablate.config.components import components
 from msl_ablate.data.tokens import IMAGE_TOKEN
 from msl_ablate.models.chat_templates import TINY_CHAT_TEMPLATE
 from msl_ablate.utils.files import build_dir_atomically, stable_hash
+from msl_ablate.utils.locks import hold
 from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-TOKENIZER_PARAMS = {"vocab_size": 512, "corpus_seed": 0, "corpus_scenes": 3000, "version": 2}
+# Version 3: trained on the instruction mix's texts too (data/instructions.py).
+TOKENIZER_PARAMS = {"vocab_size": 512, "corpus_seed": 0, "corpus_scenes": 3000, "version": 3}
 SPECIAL_TOKENS = [
     "<|endoftext|>",
     "<|user|>",
@@ -44,7 +46,7 @@ def ensure_tokenizer(zoo_dir: str | Path) -> Path:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from msl_ablate.data.synthetic import corpus
+    from msl_ablate.data.instructions import corpus
 
     def build(out: Path) -> None:
         log.info("Training the tiny zoo tokenizer (%s)", TOKENIZER_PARAMS)
@@ -73,18 +75,18 @@ def ensure_tokenizer(zoo_dir: str | Path) -> Path:
     )
 
 
-def save_hf_lm_twin(
-    out_dir: Path, zoo_dir: Path, model_class: str, config: dict, seed: int = 0
-) -> None:
-    """Save a randomly initialised transformers causal LM with the zoo tokenizer.
+def new_lm_twin(zoo_dir: Path, model_class: str, config: dict, seed: int = 0):
+    """A randomly initialised transformers causal LM sized by ``config``, with the zoo tokenizer.
 
     Args:
-        out_dir: Folder to write.
         zoo_dir: The zoo, where the shared tokenizer is built.
         model_class: Dotted transformers class, e.g. ``transformers.PhiForCausalLM``.
         config: Keyword arguments of the config class; vocabulary and special ids come from
             the tokenizer.
         seed: Initialisation seed.
+
+    Returns:
+        ``(model, tokenizer)``.
     """
     from transformers import AutoTokenizer
 
@@ -97,23 +99,67 @@ def save_hf_lm_twin(
         "bos_token_id": tokenizer.eos_token_id,
     }
     torch.manual_seed(seed)
-    cls(cls.config_class(**{**config, **ids})).save_pretrained(out_dir)
+    return cls(cls.config_class(**{**config, **ids})), tokenizer
+
+
+def save_hf_lm_twin(
+    out_dir: Path, zoo_dir: Path, model_class: str, config: dict, seed: int = 0
+) -> None:
+    """Save a randomly initialised causal LM (``new_lm_twin``) with the zoo tokenizer."""
+    model, tokenizer = new_lm_twin(zoo_dir, model_class, config, seed)
+    model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
 
 
+def zoo_inputs() -> dict[str, Any]:
+    """What every zoo member depends on besides its own recipe: the tokenizer and the world."""
+    from msl_ablate.data.world import WORLD_VERSION
+
+    return {"tokenizer": TOKENIZER_PARAMS, "world": WORLD_VERSION}
+
+
+def capped(twin: dict[str, Any], max_steps: int | None) -> dict[str, Any]:
+    """A twin recipe with every ``steps`` (its own and its parents') capped at ``max_steps``.
+
+    Tests and quick checks build the zoo's recipes with a few steps instead of their budget;
+    the capped recipe is a different recipe (another folder, another stage key), never a
+    silently short copy of the real one.
+    """
+    if max_steps is None:
+        return twin
+    out = {}
+    for key, value in twin.items():
+        if isinstance(value, dict):
+            value = capped(value, max_steps)
+        elif key == "steps" and isinstance(value, int):
+            value = min(value, max_steps)
+        out[key] = value
+    return out
+
+
 def twin_dir(zoo_dir: str | Path, name: str, twin: dict[str, Any]) -> Path:
-    """Where the twin of option ``name`` lives; the hash makes a changed spec a new twin."""
-    # The zoo tokenizer's parameters are part of the key: LM twins embed that tokenizer.
-    return Path(zoo_dir) / f"{name}-{stable_hash({'twin': twin, 'tokenizer': TOKENIZER_PARAMS}, 8)}"
+    """Where a twin lives: named after its recipe (``twin.name``; else the option ``name``).
+
+    The hash covers the recipe, the zoo tokenizer and the world version: a changed recipe, a
+    retrained tokenizer or a new world is a new folder. Options that share a recipe share it.
+    """
+    label = twin.get("name", name)
+    return Path(zoo_dir) / f"{label}-{stable_hash({'twin': twin, **zoo_inputs()}, 8)}"
 
 
-def resolve_checkpoint(spec: DictConfig | dict, offline_twins: bool, zoo_dir: str | Path) -> str:
+def resolve_checkpoint(
+    spec: DictConfig | dict,
+    offline_twins: bool,
+    zoo_dir: str | Path,
+    max_steps: int | None = None,
+) -> str:
     """The path or hub id that ``from_pretrained`` should load for a component.
 
     Args:
         spec: A vision or LM config with ``name``, ``checkpoint`` and ``twin``.
         offline_twins: Use the tiny twin instead of the real checkpoint.
         zoo_dir: Where twins are built.
+        max_steps: Cap on a pretrained twin's steps (``zoo.max_steps``; None: its budget).
 
     Returns:
         The real checkpoint, or the twin's folder (built on first use).
@@ -131,6 +177,7 @@ def resolve_checkpoint(spec: DictConfig | dict, offline_twins: bool, zoo_dir: st
             f"or set a real `checkpoint:` and offline_twins=false"
         )
     zoo_dir = Path(zoo_dir).expanduser()
+    twin = capped(twin, max_steps)
     dest = twin_dir(zoo_dir, spec["name"], twin)
     if not dest.exists():
         log.info("Building tiny twin %s in %s", spec["name"], dest)
@@ -141,22 +188,27 @@ def resolve_checkpoint(spec: DictConfig | dict, offline_twins: bool, zoo_dir: st
         with torch.random.fork_rng(devices=[]):
             instantiate(twin, out_dir=out, zoo_dir=zoo_dir, _convert_="all")
 
-    return str(build_dir_atomically(dest, build))
+    # One builder per member: a second process (another job of a sweep) waits, then loads it.
+    with hold(dest.with_name(f".{dest.name}.lock"), f"zoo member {dest.name}"):
+        return str(build_dir_atomically(dest, build))
 
 
-def builder_kwargs(spec: DictConfig, offline_twins: bool, zoo_dir: str | Path) -> dict[str, Any]:
+def builder_kwargs(
+    spec: DictConfig, offline_twins: bool, zoo_dir: str | Path, max_steps: int | None = None
+) -> dict[str, Any]:
     """An option's builder arguments: each component's checkpoint resolved, its ``twin`` dropped.
 
     Args:
         spec: ``cfg.vision`` or ``cfg.lm`` (a fused vision option resolves each encoder).
         offline_twins: Use the tiny twins instead of the real checkpoints.
         zoo_dir: Where twins are built.
+        max_steps: Cap on pretrained twins' steps (``zoo.max_steps``).
 
     Returns:
         The option as a plain dict, ready for ``hydra.utils.instantiate``.
     """
     kwargs = OmegaConf.to_container(spec, resolve=True)
     for _, component in components(kwargs, ""):
-        component["checkpoint"] = resolve_checkpoint(component, offline_twins, zoo_dir)
+        component["checkpoint"] = resolve_checkpoint(component, offline_twins, zoo_dir, max_steps)
         component.pop("twin", None)
     return kwargs

@@ -168,6 +168,38 @@ def _label(scorer: str, benchmark: str, metric: str) -> str | None:
     return headline[1] if headline is not None and headline[0] == metric else None
 
 
+# The columns that name a trained model in the headline table.
+TABLE_INDEX = ["training_key", "study", "seed", "vision", "lm", "projector", "strategy"]
+
+
+def _baseline_label(scorer: str, benchmark: str, metric: str) -> str | None:
+    """The table label of a blind baseline's headline (``majority_baseline/<headline>``)."""
+    if scorer == "exact_match":
+        return "exact_match" if benchmark == "eval" and metric == "majority_baseline" else None
+    headline = HEADLINE_METRICS.get(scorer)
+    if headline is None or metric != f"majority_baseline/{headline[0]}":
+        return None
+    return headline[1]
+
+
+def _columns(df: pd.DataFrame, label_of) -> pd.DataFrame:
+    """The rows that ``label_of`` labels, each with its table column (protocol-split)."""
+    df = df.copy()
+    df["label"] = [label_of(str(s), b, m) for s, b, m in zip(df["scorer"], df["benchmark"],
+                                                              df["metric"], strict=True)]  # fmt: skip
+    df = df[df["label"].notna()]
+    several = df.groupby("label")["protocol"].nunique()
+    df["column"] = [f"{lab}@{p}" if several[lab] > 1 else lab for lab, p in
+                    zip(df["label"], df["protocol"], strict=True)]  # fmt: skip
+    return df
+
+
+def _ordered(columns: set[str]) -> list[str]:
+    labels = [*HELDOUT_LABELS.values(), *(label for _, label in HEADLINE_METRICS.values())]
+    rank = {label: i for i, label in enumerate(dict.fromkeys(labels))}
+    return sorted(columns, key=lambda c: (rank.get(c.split("@")[0], len(rank)), c))
+
+
 def headline_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per trained model, one column per headline metric (``POPE``, ``GQA``...).
 
@@ -176,25 +208,31 @@ def headline_table(df: pd.DataFrame) -> pd.DataFrame:
     """
     if df.empty:
         return pd.DataFrame()
-    df = df.copy()
-    df["label"] = [_label(str(s), b, m) for s, b, m in zip(df["scorer"], df["benchmark"],
-                                                           df["metric"], strict=True)]  # fmt: skip
-    df = df[df["label"].notna()]
-    several = df.groupby("label")["protocol"].nunique()
-    df["column"] = [f"{lab}@{p}" if several[lab] > 1 else lab for lab, p in
-                    zip(df["label"], df["protocol"], strict=True)]  # fmt: skip
-    index = ["training_key", "study", "seed", "vision", "lm", "projector", "strategy"]
+    df = _columns(df, _label)
+    index = TABLE_INDEX
     df[index] = df[index].fillna("")  # pandas drops rows whose index has a NaN
-    labels = [*HELDOUT_LABELS.values(), *(label for _, label in HEADLINE_METRICS.values())]
-    rank = {label: i for i, label in enumerate(dict.fromkeys(labels))}
-    order = sorted(set(df["column"]), key=lambda c: (rank.get(c.split("@")[0], len(rank)), c))
     table = df.pivot_table(index=index, columns="column", values="value", aggfunc="first")
-    return table.reindex(columns=order).reset_index()
+    return table.reindex(columns=_ordered(set(df["column"]))).reset_index()
+
+
+def baseline_row(df: pd.DataFrame) -> pd.Series:
+    """The blind baseline of each headline column: every question answered with the most
+    frequent right answer (held-out: per question type, from the training split)."""
+    if df.empty:
+        return pd.Series(dtype=float)
+    df = _columns(df, _baseline_label)
+    return df.groupby("column")["value"].first().reindex(_ordered(set(df["column"])))
 
 
 def summary(df: pd.DataFrame) -> str:
-    """The store as a readable text table: one line per trained model, headline metrics."""
+    """The store as a readable text table: one line per trained model, headline metrics, and
+    a last line with the majority-answer baseline of each benchmark (chance level)."""
     table = headline_table(df)
     if table.empty:
         return "(the results store is empty)"
-    return table.to_string(index=False, float_format=lambda x: f"{x:.1f}")
+    baseline = baseline_row(df)
+    if not baseline.empty:
+        row = {c: "" for c in TABLE_INDEX} | {"training_key": "(majority answer)"}
+        row |= {c: baseline.get(c, float("nan")) for c in table.columns if c not in TABLE_INDEX}
+        table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
+    return table.to_string(index=False, float_format=lambda x: f"{x:.1f}", na_rep="")

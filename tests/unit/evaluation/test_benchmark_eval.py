@@ -80,6 +80,8 @@ def test_oracle_generation_scores_the_maximum_and_writes_llava_files(suite, tmp_
     lines = [json.loads(x) for x in (tmp_path / "answers.jsonl").read_text().splitlines()]
     assert [x["question_id"] for x in lines] == list(truth)
     assert json.loads((tmp_path / "metrics.json").read_text())["f1"] == pytest.approx(100.0)
+    # The blind baseline: "yes" to every question of a balanced benchmark (P 50, R 100).
+    assert metrics["finetune/pope/majority_baseline/f1"] == pytest.approx(200 / 3)
 
 
 def test_missing_answers_are_counted_not_dropped(suite, tmp_path, monkeypatch):
@@ -92,6 +94,8 @@ def test_missing_answers_are_counted_not_dropped(suite, tmp_path, monkeypatch):
 
     assert metrics["finetune/mmbench/n_missing"] == 1
     assert metrics["finetune/mmbench/circular_accuracy"] < 100.0  # that question's group fails
+    # One letter for every circular copy can never pass all four copies of a question.
+    assert metrics["finetune/mmbench/majority_baseline/circular_accuracy"] == 0.0
 
 
 def test_text_only_questions_have_no_image_placeholder(suite, tmp_path, monkeypatch):

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from msl_ablate.config.compose import compose
+from msl_ablate.data.facts import present
 from msl_ablate.evaluation.checks import eval_problems
 from msl_ablate.evaluation.oracle import oracle_answers
 from msl_ablate.evaluation.scoring import score
 from msl_ablate.evaluation.scoring.files import iter_jsonl
 from msl_ablate.evaluation.scoring.predictions import write_predictions
 from msl_ablate.evaluation.suite import annotations_path, generate_suite, question_file
-from msl_ablate.evaluation.suite.scenes import present
 from msl_ablate.evaluation.suite.yes_no import build_pope
 
 SUITE_ARGS = {"seed": 0, "image_size": 32, "n_questions": 12}

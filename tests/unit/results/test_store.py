@@ -58,3 +58,26 @@ def test_an_unreadable_store_is_a_clear_error(tmp_path, text):
     path.write_bytes(text.encode("latin-1"))
     with pytest.raises(store.StoreError, match=str(path)):
         store.load(path)
+
+
+def test_summary_ends_with_the_majority_answer_baseline_of_each_benchmark(tmp_path):
+    path = tmp_path / "store.csv"
+    store.upsert(
+        path,
+        _rows(
+            "t1",
+            "e1",
+            "pope",
+            "p",
+            {"f1": 80.0, "majority_baseline/f1": 66.7, "majority_baseline/accuracy": 50.0},
+        ),
+    )
+    store.upsert(path, _rows("t2", "e2", "pope", "p", {"f1": 70.0, "majority_baseline/f1": 66.7}))
+    df = store.upsert(path, _rows("t1", "e3", "eval", "q", {"exact_match": 40.0,
+                                                           "majority_baseline": 30.0},
+                                  scorer="exact_match"))  # fmt: skip
+    baseline = store.baseline_row(df)
+    assert baseline.to_dict() == {"exact_match": 30.0, "POPE": 66.7}
+    assert len(store.headline_table(df)) == 2  # the baseline is not a trained model's row
+    last = store.summary(df).splitlines()[-1]
+    assert last.split()[0] == "(majority" and "66.7" in last and "30.0" in last

@@ -8,22 +8,17 @@ the scoring package's ``write_*`` function of that benchmark.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 
-from msl_ablate.data.synthetic import QA, QUESTION_WRITERS, ask_word, caption
-from msl_ablate.data.world import CELLS, COLOURS, WORDS, Scene
-from msl_ablate.evaluation.scoring.vqa_accuracy import NUM_ANNOTATORS
-from msl_ablate.evaluation.suite.scenes import (
-    CATEGORIES,
+from msl_ablate.data.benchmark_questions import GQA_WRITERS, ask_word_at
+from msl_ablate.data.facts import (
     NUMBER_WORDS,
-    Item,
-    col,
     draw,
-    label,
     other_values,
-    row,
-    unique_objects,
 )
+from msl_ablate.data.synthetic import QA, QUESTION_WRITERS, ask_word, caption
+from msl_ablate.data.world import COLOURS, WORDS, Scene
+from msl_ablate.evaluation.scoring.vqa_accuracy import NUM_ANNOTATORS
+from msl_ablate.evaluation.suite.scenes import Item
 
 VQA_TYPES = ("colour", "shape", "count", "exists")  # the training set's writers
 ANSWER_TYPES = {"colour": "other", "shape": "other", "count": "number", "exists": "yes/no"}
@@ -92,89 +87,6 @@ def build_vqav2(rng: random.Random, n: int) -> list[Item]:
     return items
 
 
-# GQA-like relation questions: (structural, semantic, detailed) types and a writer each.
-def _pair(scene: Scene, rng: random.Random, axis: str):
-    """Two unambiguous objects on different sides along ``axis`` (``x`` or ``y``)."""
-    objs = unique_objects(scene)
-    side = col if axis == "x" else row
-    pairs = [(a, b) for a in objs for b in objs if side(a.cell) != side(b.cell)]
-    return rng.choice(pairs) if pairs else None
-
-
-def _relation(a_cell: int, b_cell: int, axis: str) -> str:
-    if axis == "x":
-        return "left" if col(a_cell) < col(b_cell) else "right"
-    return "above" if row(a_cell) < row(b_cell) else "below"
-
-
-def _phrase(relation: str) -> str:
-    return f"to the {relation} of" if relation in ("left", "right") else relation
-
-
-OPPOSITE = {"left": "right", "right": "left", "above": "below", "below": "above"}
-
-
-def gqa_verify(scene: Scene, rng: random.Random) -> tuple[QA, tuple[str, str, str]] | None:
-    axis = rng.choice("xy")
-    pair = _pair(scene, rng, axis)
-    if pair is None:
-        return None
-    a, b = pair
-    truth = _relation(a.cell, b.cell, axis)
-    asked = truth if rng.random() < 0.5 else OPPOSITE[truth]
-    question = f"Is the {label(a)} {_phrase(asked)} the {label(b)}?"
-    return QA("verify", question, "yes" if asked == truth else "no"), ("verify", "rel", "relVerify")
-
-
-def gqa_choose(scene: Scene, rng: random.Random) -> tuple[QA, tuple[str, str, str]] | None:
-    axis = rng.choice("xy")
-    pair = _pair(scene, rng, axis)
-    if pair is None:
-        return None
-    a, b = pair
-    first, second = ("left", "right") if axis == "x" else ("above", "below")
-    how = f"{_phrase(first)} or {_phrase(second)}"
-    answer = _relation(a.cell, b.cell, axis)
-    return QA("choose", f"Is the {label(a)} {how} the {label(b)}?", answer), (
-        "choose",
-        "rel",
-        "relChooser",
-    )
-
-
-def gqa_query(scene: Scene, rng: random.Random) -> tuple[QA, tuple[str, str, str]] | None:
-    # "What shape is to the left of X?": exactly one object may lie on that side of X.
-    options = []
-    for a in unique_objects(scene):
-        for rel in ("left", "right", "above", "below"):
-            axis, side = ("x", col) if rel in ("left", "right") else ("y", row)
-            others = [
-                o
-                for o in scene.objects
-                if side(o.cell) != side(a.cell) and _relation(o.cell, a.cell, axis) == rel
-            ]
-            if len(others) == 1:
-                options.append((a, rel, others[0]))
-    if not options:
-        return None
-    a, rel, other = rng.choice(options)
-    question = f"What shape is {_phrase(rel)} the {label(a)}?"
-    return QA("query", question, other.shape), ("query", "rel", "relS")
-
-
-def gqa_logical(scene: Scene, rng: random.Random) -> tuple[QA, tuple[str, str, str]] | None:
-    have = sorted({label(o) for o in scene.objects})
-    lacking = sorted(set(CATEGORIES) - set(have))
-    x = rng.choice(have)
-    both = rng.random() < 0.5 and len(have) > 1
-    y = rng.choice([h for h in have if h != x]) if both else rng.choice(lacking)
-    question = f"Are there both a {x} and a {y} in the image?"
-    return QA("logical", question, "yes" if both else "no"), ("logical", "obj", "twoAnd")
-
-
-GQA_WRITERS: tuple[Callable, ...] = (gqa_verify, gqa_query, gqa_choose, gqa_logical)
-
-
 def build_gqa(rng: random.Random, n: int) -> list[Item]:
     """GQA-like: spatial relations (verify / query / choose) and two-object logic."""
     items = []
@@ -198,12 +110,6 @@ def build_gqa(rng: random.Random, n: int) -> list[Item]:
         )
         items.append(item)
     return items
-
-
-def ask_word_at(scene: Scene, rng: random.Random) -> QA | None:
-    if scene.word is None or scene.word_cell is None:
-        return None
-    return QA("word", f"What is written at the {CELLS[scene.word_cell]}?", scene.word)
 
 
 def build_textvqa(rng: random.Random, n: int) -> list[Item]:

@@ -16,22 +16,15 @@ import random
 from collections import Counter
 from collections.abc import Callable
 
-from msl_ablate.data.world import CELLS, COLOURS, WORDS, Scene, sample_scene
+from msl_ablate.data.benchmark_questions import MME_SUFFIX, MME_WRITERS
+from msl_ablate.data.facts import CATEGORIES, draw, present
+from msl_ablate.data.world import Scene, sample_scene
 from msl_ablate.evaluation.scoring.mme import mme_question_id
 from msl_ablate.evaluation.scoring.pope import SPLITS as POPE_SPLITS
 from msl_ablate.evaluation.scoring.pope import pope_question_id
-from msl_ablate.evaluation.suite.scenes import (
-    CATEGORIES,
-    Item,
-    draw,
-    label,
-    other_values,
-    present,
-    unique_objects,
-)
+from msl_ablate.evaluation.suite.scenes import Item
 
 MME_CATEGORIES = ("existence", "count", "position", "color", "OCR")
-MME_SUFFIX = " Please answer yes or no."  # part of every released MME question
 
 
 def _pope_negatives(
@@ -94,68 +87,6 @@ def build_pope(rng: random.Random, n: int) -> list[Item]:
                 )
         items.append(item)
     return items
-
-
-# MME writers: (question whose answer is yes, question whose answer is no) about one scene.
-def mme_existence(scene: Scene, rng: random.Random) -> tuple[str, str] | None:
-    have = sorted(present(scene))
-    absent = [c for c in CATEGORIES if c not in have]
-    return (
-        f"Is there a {rng.choice(have)} in this image?",
-        f"Is there a {rng.choice(absent)} in this image?",
-    )
-
-
-def mme_count(scene: Scene, rng: random.Random) -> tuple[str, str] | None:
-    n = len(scene.objects)
-    wrong = rng.choice([k for k in (n - 1, n + 1) if 1 <= k <= len(CELLS)])
-    return (
-        f"Is the number of shapes in this image {n}?",
-        f"Is the number of shapes in this image {wrong}?",
-    )
-
-
-def mme_position(scene: Scene, rng: random.Random) -> tuple[str, str] | None:
-    objs = unique_objects(scene)
-    if not objs:
-        return None
-    obj = rng.choice(objs)
-    wrong = rng.choice([c for c in range(len(CELLS)) if c != obj.cell])
-    return (
-        f"Is the {label(obj)} at the {CELLS[obj.cell]} of this image?",
-        f"Is the {label(obj)} at the {CELLS[wrong]} of this image?",
-    )
-
-
-def mme_color(scene: Scene, rng: random.Random) -> tuple[str, str] | None:
-    objs = unique_objects(scene, by="shape")
-    if not objs:
-        return None
-    obj = rng.choice(objs)
-    wrong = other_values(rng, obj.colour, tuple(COLOURS), 1)[0]
-    return (
-        f"Is the {obj.shape} in this image {obj.colour}?",
-        f"Is the {obj.shape} in this image {wrong}?",
-    )
-
-
-def mme_ocr(scene: Scene, rng: random.Random) -> tuple[str, str] | None:
-    if scene.word is None:
-        return None
-    wrong = other_values(rng, scene.word, WORDS, 1)[0]
-    return (
-        f'Is the word "{scene.word}" written in this image?',
-        f'Is the word "{wrong}" written in this image?',
-    )
-
-
-MME_WRITERS = {
-    "existence": mme_existence,
-    "count": mme_count,
-    "position": mme_position,
-    "color": mme_color,
-    "OCR": mme_ocr,
-}
 
 
 def build_mme(rng: random.Random, n: int) -> list[Item]:

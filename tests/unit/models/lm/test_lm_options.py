@@ -32,6 +32,7 @@ FAMILY_TARGETS = {
     "qwen1.5": LLAMA_TARGETS,
     "qwen2": LLAMA_TARGETS,
     "tinyllama": LLAMA_TARGETS,
+    "smollm2": LLAMA_TARGETS,
 }
 
 
@@ -49,15 +50,25 @@ def test_option_file_is_complete(name: str) -> None:
     raw = _raw(name)
     assert raw["name"] == name
     assert (CONF_DIR / "lm" / f"{name}.yaml").read_text().startswith("#")
-    assert raw["twin"]["model_class"] == "${..model_class}"
+    zoo = [d for d in raw["defaults"] if isinstance(d, str) and d.startswith("/zoo/lm/")]
+    if zoo:  # a pretrained zoo member is its twin, of the option's architecture
+        (entry,) = zoo
+        recipe = yaml.safe_load(
+            (CONF_DIR / entry.split("@")[0].lstrip("/")).with_suffix(".yaml").read_text()
+        )
+        assert entry.endswith("@twin") and "twin" not in raw
+        assert recipe["model_class"] == raw["model_class"]
+    else:
+        assert raw["twin"]["model_class"] == "${..model_class}"
     assert issubclass(get_class(raw["model_class"]), nn.Module)
     assert raw["lora_target_modules"] == FAMILY_TARGETS[raw["family"]]
     expected_template = "plain" if raw["tuning"] == "base" else "checkpoint"
     if raw["checkpoint"] is not None:  # tiny_phi is its own twin, with the zoo's template
         assert raw["chat_template"] == expected_template
         assert "/" in raw["checkpoint"]  # a hub id
-        twin = raw["twin"]["config"]
-        assert (twin["num_hidden_layers"], twin["hidden_size"]) == (2, 64)
+        if not zoo:  # a random twin stays as small as can be
+            twin = raw["twin"]["config"]
+            assert (twin["num_hidden_layers"], twin["hidden_size"]) == (2, 64)
 
 
 @pytest.mark.parametrize(
@@ -71,6 +82,7 @@ def test_option_file_is_complete(name: str) -> None:
         ("phi3_mini_4k_instruct", "dpo"),
         ("qwen15_18b_chat", "rlhf"),
         ("qwen2_15b_instruct", "dpo"),
+        ("smollm2_135m_instruct", "dpo"),
     ],
 )
 def test_tuning_labels(name: str, tuning: str) -> None:
@@ -132,5 +144,5 @@ def test_options_are_all_listed() -> None:
     )
     assert {"stablelm2_16b", "stablelm2_16b_chat", "stablelm2_zephyr_16b"} <= set(LM_OPTIONS)
     assert {"qwen15_18b", "qwen15_18b_chat", "qwen2_15b", "qwen2_15b_instruct"} <= set(LM_OPTIONS)
-    assert {"tinyllama_11b", "tinyllama_11b_chat"} <= set(LM_OPTIONS)
+    assert {"tinyllama_11b", "tinyllama_11b_chat", "smollm2_135m_instruct"} <= set(LM_OPTIONS)
     assert Path(CONF_DIR / "lm" / "tiny_phi.yaml").is_file()

@@ -45,7 +45,9 @@ def option_cfg(
 
 def build_encoder(cfg: DictConfig) -> VisionEncoder:
     """Build only the vision encoder, with the same arguments as ``assemble.build_vlm``."""
-    return instantiate(builder_kwargs(cfg.vision, cfg.offline_twins, cfg.paths.zoo_dir))
+    return instantiate(
+        builder_kwargs(cfg.vision, cfg.offline_twins, cfg.paths.zoo_dir, cfg.zoo.max_steps)
+    )
 
 
 @pytest.fixture

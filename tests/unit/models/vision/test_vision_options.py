@@ -59,7 +59,14 @@ def test_option_file_has_comment_name_and_twin(name: str):
     spec = OmegaConf.load(path)
     assert spec.name == name
     parts = list(components(spec, "vision"))  # the option itself, or each fused encoder
-    assert parts and all(p.twin._target_.startswith("msl_ablate.models.vision.") for _, p in parts)
+    assert parts
+    for _, part in parts:
+        if "twin" in part:  # a random twin, written inline
+            assert part.twin._target_.startswith("msl_ablate.models.vision.")
+        else:  # a pretrained zoo recipe, pulled in as the twin (conf/zoo/vision)
+            (entry,) = [d for d in spec.defaults if str(d).startswith("/zoo/vision/")]
+            recipe = OmegaConf.load(config_dir() / f"{entry.split('@')[0].lstrip('/')}.yaml")
+            assert entry.endswith("@twin") and recipe.model_class == part.model_class
 
 
 def test_offline_twins_is_off_by_default(make_cfg):
@@ -100,9 +107,10 @@ def _batch(vlm, images: list[Image.Image]) -> dict[str, torch.Tensor]:
 def test_twin_vlm_forward_and_backward(option_cfg, name: str):
     cfg = option_cfg(name, image_size=64)
     for _, part in components(cfg.vision, "vision"):
-        twin = Path(resolve_checkpoint(part, True, cfg.paths.zoo_dir))
+        twin = Path(resolve_checkpoint(part, True, cfg.paths.zoo_dir, cfg.zoo.max_steps))
         assert twin.parent == Path(cfg.paths.zoo_dir).expanduser()
-        assert twin.name.startswith(f"{part.name}-") and any(twin.iterdir())
+        label = part.twin.get("name", part.name)  # a zoo recipe's name, or the option's
+        assert twin.name.startswith(f"{label}-") and any(twin.iterdir())
 
     torch.manual_seed(0)
     vlm = build_vlm(cfg)

@@ -98,19 +98,20 @@ def test_timm_prefix_count_is_checked_against_the_model(make_encoder, raises_cau
 
 @pytest.mark.parametrize("name", ["clip_b16", "timm_vit_b16_in21k", "openclip_vit_b16"])
 def test_blocks_stop_at_the_feature_layer(make_encoder, name: str):
-    # Twins have 2 blocks: -2 reads block 1's output, -1 block 2's.
+    # -2 reads the output of the second-to-last block, -1 the last one's.
     second_to_last = make_encoder(name, image_size=32)
     last = make_encoder(name, image_size=32, feature_layer=-1)
     assert isinstance(second_to_last.blocks, nn.ModuleList)
-    assert len(second_to_last.blocks) == 1 and len(last.blocks) == 2
+    assert len(last.blocks) == len(second_to_last.blocks) + 1
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         assert not torch.allclose(second_to_last(x), last(x))
 
 
 def test_feature_layer_out_of_range_names_the_key(make_encoder, raises_cause):
-    with raises_cause(ValueError, r"vision.feature_layer=-4 .* 2 blocks.*-3..2"):
-        make_encoder("clip_b16", image_size=32, feature_layer=-4)
+    # clip_b16's twin is the zoo's tiny_clip_64: 4 blocks.
+    with raises_cause(ValueError, r"vision.feature_layer=-6 .* 4 blocks.*-5..4"):
+        make_encoder("clip_b16", image_size=32, feature_layer=-6)
     with raises_cause(ValueError, "vision.feature_layer=0 reads the patch embedding"):
         make_encoder("timm_vit_b16_in21k", image_size=32, feature_layer=0)
 

@@ -1,0 +1,253 @@
+"""The instruction mix: stage-2 records that teach what the benchmarks ask, as LLaVA-1.5's does.
+
+LLaVA-1.5 finetunes on the training splits of VQAv2, GQA, OCR-VQA/TextCaps, A-OKVQA (option
+letters) and more, each with its answer-format instruction, plus multi-turn conversations and
+text-only chat. This mix draws the same kinds of record from the scene world, with the question
+writers the benchmark suite uses (``data/benchmark_questions.py``), on scenes of its own random
+stream (seeded by an int; the suite's streams are seeded by strings, so none is shared):
+
+* ``vqa`` (VQAv2), ``gqa`` (relations), ``ocr`` (TextVQA), ``pope`` (object existence, negatives
+  absent at random or adversarial: same colour or same shape as a present object): the short-
+  answer suffix, one word answers;
+* ``mme``: "Please answer yes or no." questions answered ``Yes``/``No``;
+* ``sqa`` (ScienceQA: a context, 2-4 options) and ``mmbench`` (4 options): option letters;
+* ``caption``: a full description (LLaVA's detailed captions, MM-Vet's open answers);
+* some records hold two or three of these about one image (multi-turn), and some are ScienceQA
+  text-only questions without an image.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from msl_ablate.data.benchmark_questions import (
+    GQA_WRITERS,
+    MME_SUFFIX,
+    MME_WRITERS,
+    Choice,
+    ask_word_at,
+    mmb_colour,
+    mmb_position,
+    mmb_relation,
+    mmb_word,
+    options_text,
+    sqa_colour,
+    sqa_count,
+    sqa_position,
+    sqa_text_only,
+    sqa_word,
+)
+from msl_ablate.data.facts import CATEGORIES, present
+from msl_ablate.data.synthetic import (
+    CHOICE_SUFFIX,
+    QUESTION_WRITERS,
+    SHORT_ANSWER_PROMPT,
+    ask_word,
+    caption,
+    write_dataset,
+)
+from msl_ablate.data.synthetic import corpus as base_corpus
+from msl_ablate.data.tokens import IMAGE_TOKEN
+from msl_ablate.data.world import Scene, sample_scene
+
+# Bump when the mix's output changes for the same arguments: cached datasets are rebuilt.
+MIX_VERSION = 1
+# One turn: (question as the user writes it, answer).
+Turn = tuple[str, str]
+Task = Callable[[Scene, random.Random], Turn | None]
+
+
+def _short(question: str) -> str:
+    return f"{question}\n{SHORT_ANSWER_PROMPT}"
+
+
+def _letters(rng: random.Random, choice: Choice | None, with_context: bool) -> Turn | None:
+    """A multiple-choice turn: shuffled options, the letter of the right one."""
+    if choice is None:
+        return None
+    question, right, wrong, hint = choice
+    options = [right, *wrong]
+    rng.shuffle(options)
+    lead = f"Context: {hint}\n" if with_context else (f"{hint}\n" if hint else "")
+    text = f"{lead}{question}\n{options_text(options)}\n{CHOICE_SUFFIX}"
+    return text, "ABCD"[options.index(right)]
+
+
+def task_vqa(scene: Scene, rng: random.Random) -> Turn | None:
+    qa = QUESTION_WRITERS[rng.choice(("colour", "shape", "count", "exists"))](scene, rng)
+    return None if qa is None else (_short(qa.question), qa.answer)
+
+
+def task_gqa(scene: Scene, rng: random.Random) -> Turn | None:
+    out = rng.choice(GQA_WRITERS)(scene, rng)
+    return None if out is None else (_short(out[0].question), out[0].answer)
+
+
+def task_ocr(scene: Scene, rng: random.Random) -> Turn | None:
+    qa = (ask_word if rng.random() < 0.5 else ask_word_at)(scene, rng)
+    return None if qa is None else (_short(qa.question), qa.answer)
+
+
+def task_pope(scene: Scene, rng: random.Random) -> Turn | None:
+    have = sorted(present(scene))
+    if rng.random() < 0.5:
+        return _short(f"Is there a {rng.choice(have)} in the image?"), "yes"
+    absent = [c for c in CATEGORIES if c not in have]
+    similar = [c for c in absent if any(set(c.split()) & set(h.split()) for h in have)]
+    # Half of the negatives adversarial (POPE's hardest split), the rest at random.
+    pool = similar if similar and rng.random() < 0.5 else absent
+    return _short(f"Is there a {rng.choice(pool)} in the image?"), "no"
+
+
+def task_mme(scene: Scene, rng: random.Random) -> Turn | None:
+    pair = MME_WRITERS[rng.choice(sorted(MME_WRITERS))](scene, rng)
+    if pair is None:
+        return None
+    yes = rng.random() < 0.5
+    return _short(pair[0 if yes else 1] + MME_SUFFIX), "Yes" if yes else "No"
+
+
+def task_sqa(scene: Scene, rng: random.Random) -> Turn | None:
+    writer = rng.choice((sqa_colour, sqa_count, sqa_position, sqa_word))
+    return _letters(rng, writer(scene, rng), with_context=True)
+
+
+def task_mmbench(scene: Scene, rng: random.Random) -> Turn | None:
+    writer = rng.choice((mmb_colour, mmb_position, mmb_relation, mmb_word))
+    return _letters(rng, writer(scene, rng), with_context=False)
+
+
+def task_caption(scene: Scene, rng: random.Random) -> Turn | None:
+    return rng.choice(("Describe the image.", "What is in this image?")), caption(scene)
+
+
+TASKS: dict[str, Task] = {
+    "vqa": task_vqa,
+    "gqa": task_gqa,
+    "ocr": task_ocr,
+    "pope": task_pope,
+    "mme": task_mme,
+    "sqa": task_sqa,
+    "mmbench": task_mmbench,
+    "caption": task_caption,
+}
+MAX_TRIES = 1000
+SHORT_TASKS = ("vqa", "gqa", "ocr", "pope")  # one-word answers: a multi-turn record's follow-ups
+
+
+def _first_turn(rng: random.Random, task: str, max_objects: int) -> tuple[Scene, Turn]:
+    for _ in range(MAX_TRIES):
+        scene = sample_scene(rng, max_objects=max_objects)
+        turn = TASKS[task](scene, rng)
+        if turn is not None:
+            return scene, turn
+    raise RuntimeError(f"instruction task {task!r} found no fitting scene in {MAX_TRIES} draws")
+
+
+def _conversation(turns: list[Turn], with_image: bool) -> list[dict[str, str]]:
+    messages = []
+    for k, (question, answer) in enumerate(turns):
+        text = f"{IMAGE_TOKEN}\n{question}" if k == 0 and with_image else question
+        messages += [{"from": "human", "value": text}, {"from": "gpt", "value": answer}]
+    return messages
+
+
+def generate_instruction_mix(
+    root: str | Path,
+    seed: int = 0,
+    image_size: int = 64,
+    n_captions: int = 2000,
+    n_instruct: int = 8000,
+    n_eval: int = 320,
+    tasks: dict[str, float] | None = None,
+    multi_turn_prob: float = 0.15,
+    text_only_prob: float = 0.03,
+    max_objects: int = 4,
+) -> Path:
+    """Write the instruction mix under ``root`` unless an identical one is there.
+
+    Args:
+        root: Output folder (``captions.json``, ``instruct.json``, ``eval.json``, images).
+        seed: Seed of the only random generator used.
+        image_size: Side of the square PNG images.
+        n_captions: Stage-1 caption records.
+        n_instruct: Stage-2 records, tasks drawn by weight.
+        n_eval: Held-out single-turn records, the short-answer tasks in equal shares
+            (``question_type`` = task).
+        tasks: Task name -> weight in ``instruct`` (default: every task, weight 1).
+        multi_turn_prob: Probability that an instruct record asks one or two more short
+            questions (``SHORT_TASKS``) about the same image.
+        text_only_prob: Probability that an instruct record is a text-only question.
+        max_objects: Largest number of shapes per scene.
+
+    Returns:
+        The root folder.
+
+    Raises:
+        ValueError: An unknown task or a weight below zero.
+    """
+    weights = dict(tasks) if tasks is not None else dict.fromkeys(TASKS, 1.0)
+    unknown = sorted(set(weights) - set(TASKS))
+    if unknown or any(w < 0 for w in weights.values()) or not any(weights.values()):
+        raise ValueError(
+            f"data.generator.tasks: unknown {unknown} or no positive weight in {weights}; "
+            f"tasks: {sorted(TASKS)}"
+        )
+    names = sorted(weights)
+    # Held-out records ask for short answers (exact match); captions are graded elsewhere.
+    active = [t for t in names if weights[t] > 0]
+    eval_tasks = [t for t in active if t != "caption"] or active
+    params = {
+        "seed": seed, "image_size": image_size, "n_captions": n_captions,
+        "n_instruct": n_instruct, "n_eval": n_eval, "tasks": {t: weights[t] for t in names},
+        "multi_turn_prob": multi_turn_prob, "text_only_prob": text_only_prob,
+        "max_objects": max_objects, "version": MIX_VERSION,
+    }  # fmt: skip
+
+    def make(split: str, i: int, rng: random.Random) -> tuple[Scene | None, dict[str, Any]]:
+        if split == "captions":
+            scene = sample_scene(rng, max_objects=max_objects)
+            return scene, {"conversations": _conversation([task_caption(scene, rng)], True)}
+        if split == "instruct" and rng.random() < text_only_prob:
+            question, right, wrong, hint = sqa_text_only(rng)
+            turn = _letters(rng, (question, right, wrong, hint), with_context=True)
+            return None, {"conversations": _conversation([turn], False), "question_type": "text"}
+        if split == "eval":
+            task = eval_tasks[i % len(eval_tasks)]
+        else:
+            task = rng.choices(names, weights=[weights[t] for t in names])[0]
+        scene, turn = _first_turn(rng, task, max_objects)
+        turns = [turn]
+        if split == "instruct" and rng.random() < multi_turn_prob:
+            # Follow-ups are short questions (VQAv2/GQA-like), as most of LLaVA's turns are.
+            short = [t for t in active if t in SHORT_TASKS]
+            for extra in rng.sample(short, min(rng.randint(1, 2), len(short))):
+                more = TASKS[extra](scene, rng)
+                if more is not None and more[0] != turn[0]:
+                    turns.append(more)
+        record = {"conversations": _conversation(turns, True), "question_type": task}
+        return scene, record | {"answer": turns[-1][1]}
+
+    counts = {"captions": n_captions, "instruct": n_instruct, "eval": n_eval}
+    return write_dataset(root, params, counts, make, seed, image_size)
+
+
+def corpus(seed: int = 0, n_scenes: int = 3000) -> list[str]:
+    """Texts covering every caption, question and answer of the world and of this mix.
+
+    The zoo's tokenizer is trained on it, so that the instructions' words (the benchmarks'
+    suffixes, option lists, relations) are whole tokens, independently of any data config.
+    """
+    rng = random.Random(f"corpus/{seed}")
+    texts = base_corpus(seed, n_scenes)
+    for _ in range(n_scenes // 3):
+        scene = sample_scene(rng)
+        for task in TASKS.values():
+            turn = task(scene, rng)
+            if turn is not None:
+                texts.append(f"{turn[0]} {turn[1]}")
+    texts.append(" ".join(sqa_text_only(rng)[:2]))
+    return texts

@@ -1,0 +1,93 @@
+"""The instruction mix: every task in its benchmark's format, deterministic, held out by seed."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from msl_ablate.data.facts import present
+from msl_ablate.data.instructions import TASKS, corpus, generate_instruction_mix
+from msl_ablate.data.synthetic import CHOICE_SUFFIX, SHORT_ANSWER_PROMPT
+from msl_ablate.data.tokens import IMAGE_TOKEN
+from msl_ablate.data.world import sample_scene
+
+SMALL = {"n_captions": 4, "n_instruct": 120, "n_eval": 14}
+
+
+def _turns(task: str, n: int = 60) -> list[tuple]:
+    rng = random.Random(task)
+    out = []
+    while len(out) < n:
+        scene = sample_scene(rng)
+        turn = TASKS[task](scene, rng)
+        if turn is not None:
+            out.append((scene, *turn))
+    return out
+
+
+@pytest.mark.parametrize("task", ["vqa", "gqa", "ocr", "pope"])
+def test_short_answer_tasks_carry_llava_suffix_and_answer_in_one_word(task: str) -> None:
+    for _, question, answer in _turns(task):
+        assert question.endswith(f"\n{SHORT_ANSWER_PROMPT}")
+        assert len(answer.split()) <= 2 and answer == answer.lower()
+
+
+def test_pope_negatives_are_absent_and_half_of_them_adversarial() -> None:
+    negatives = similar = 0
+    for scene, question, answer in _turns("pope", 400):
+        asked = re.match(r"Is there a (\w+ \w+) in the image\?", question).group(1)
+        assert (asked in present(scene)) == (answer == "yes")
+        if answer == "no":
+            negatives += 1
+            similar += any(set(asked.split()) & set(p.split()) for p in present(scene))
+    assert 150 < negatives < 250 and similar / negatives > 0.5  # adversarial + random overlap
+
+
+def test_mme_questions_ask_yes_or_no_in_mmes_words() -> None:
+    answers = {a for _, q, a in _turns("mme")}
+    assert answers == {"Yes", "No"}
+    assert all("Please answer yes or no." in q for _, q, _ in _turns("mme"))
+
+
+@pytest.mark.parametrize(("task", "lead"), [("sqa", "Context: "), ("mmbench", "")])
+def test_choice_tasks_answer_with_the_letter_of_the_right_option(task: str, lead: str) -> None:
+    for _, question, answer in _turns(task):
+        assert question.startswith(lead) and question.endswith(CHOICE_SUFFIX)
+        letters = re.findall(r"^([A-D])\. ", question, flags=re.M)
+        assert letters == list("ABCD"[: len(letters)]) and answer in letters
+
+
+def test_the_mix_is_deterministic_multi_turn_and_has_text_only_records(tmp_path: Path) -> None:
+    a = generate_instruction_mix(tmp_path / "a", seed=3, text_only_prob=0.1, **SMALL)
+    b = generate_instruction_mix(tmp_path / "b", seed=3, text_only_prob=0.1, **SMALL)
+    records = json.loads((a / "instruct.json").read_text())
+    assert records == json.loads((b / "instruct.json").read_text())
+    text_only = [r for r in records if "image" not in r]
+    assert text_only and all(IMAGE_TOKEN not in r["conversations"][0]["value"] for r in text_only)
+    multi = [r for r in records if len(r["conversations"]) > 2]
+    assert multi and all(
+        IMAGE_TOKEN not in t["value"] for r in multi for t in r["conversations"][1:]
+    )
+    assert {r["question_type"] for r in records} >= set(TASKS) - {"caption"}
+
+
+def test_the_held_out_split_asks_short_answers_in_equal_shares(tmp_path: Path) -> None:
+    root = generate_instruction_mix(tmp_path, seed=0, **SMALL)
+    held_out = json.loads((root / "eval.json").read_text())
+    types = [r["question_type"] for r in held_out]
+    assert sorted(set(types)) == sorted(set(TASKS) - {"caption"})
+    assert all(len(r["conversations"]) == 2 and r["answer"] for r in held_out)
+
+
+def test_unknown_tasks_name_the_key_and_the_valid_tasks(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"data.generator.tasks: unknown \['nope'\].*caption"):
+        generate_instruction_mix(tmp_path, tasks={"nope": 1.0}, **SMALL)
+
+
+def test_the_tokenizer_corpus_covers_the_instructions() -> None:
+    text = "\n".join(corpus(0, 60))
+    assert SHORT_ANSWER_PROMPT in text and CHOICE_SUFFIX in text and "Context: " in text
