@@ -86,7 +86,7 @@ def card_row(member: Member, card: Card | None) -> dict[str, Any]:
     )
     return row | {
         "built": "yes",
-        "steps": card.steps,
+        "steps": str(card.steps),  # a string: a column with unbuilt members would print 450.0
         "seconds": card.build_seconds,
         "loss": f"{card.losses[0]:.3f} -> {card.losses[-1]:.3f}" if card.losses else "-",
         "scores": scores,
