@@ -40,7 +40,7 @@ from msl_ablate.data.benchmark_questions import (
     sqa_text_only,
     sqa_word,
 )
-from msl_ablate.data.facts import CATEGORIES, present
+from msl_ablate.data.facts import CATEGORIES, draw, present
 from msl_ablate.data.synthetic import (
     CHOICE_SUFFIX,
     QUESTION_WRITERS,
@@ -134,17 +134,7 @@ TASKS: dict[str, Task] = {
     "mmbench": task_mmbench,
     "caption": task_caption,
 }
-MAX_TRIES = 1000
 SHORT_TASKS = ("vqa", "gqa", "ocr", "pope")  # one-word answers: a multi-turn record's follow-ups
-
-
-def _first_turn(rng: random.Random, task: str, max_objects: int) -> tuple[Scene, Turn]:
-    for _ in range(MAX_TRIES):
-        scene = sample_scene(rng, max_objects=max_objects)
-        turn = TASKS[task](scene, rng)
-        if turn is not None:
-            return scene, turn
-    raise RuntimeError(f"instruction task {task!r} found no fitting scene in {MAX_TRIES} draws")
 
 
 def _conversation(turns: list[Turn], with_image: bool) -> list[dict[str, str]]:
@@ -219,7 +209,7 @@ def generate_instruction_mix(
             task = eval_tasks[i % len(eval_tasks)]
         else:
             task = rng.choices(names, weights=[weights[t] for t in names])[0]
-        scene, turn = _first_turn(rng, task, max_objects)
+        scene, turn = draw(rng, TASKS[task], max_objects)
         turns = [turn]
         if split == "instruct" and rng.random() < multi_turn_prob:
             # Follow-ups are short questions (VQAv2/GQA-like), as most of LLaVA's turns are.

@@ -132,7 +132,6 @@ def pretrain_lm_twin(
     if objective != "causal_lm":
         raise ValueError(f"zoo LM recipe {name!r}: objective must be causal_lm, got {objective!r}")
     clock = Stopwatch()
-    torch.manual_seed(seed)
     model, tokenizer = new_lm_twin(zoo_dir, model_class, config, seed)
     rows = pack(tokenizer, scene_documents(seed, documents), seq_len)
     heldout = pack(tokenizer, scene_documents(f"heldout/{seed}", HELDOUT_DOCUMENTS), seq_len)
