@@ -16,6 +16,7 @@ the scorer (``n_missing``), never dropped.
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from msl_ablate.data.dataset import LlavaDataset, load_records
 from msl_ablate.data.tokens import IMAGE_TOKEN
 from msl_ablate.evaluation.generate import generate_answers
 from msl_ablate.evaluation.headline import HEADLINE_METRICS
-from msl_ablate.evaluation.oracle import frequent_answers
+from msl_ablate.evaluation.oracle import frequent_answers, guess_pools
 from msl_ablate.evaluation.scoring.benchmarks import EXPORTS, score
 from msl_ablate.evaluation.scoring.files import (
     as_question_id,
@@ -43,6 +44,10 @@ log = get_logger(__name__)
 
 ANSWERS_FILE = "answers.jsonl"
 BASELINE_ANSWERS_FILE = "majority_answers.jsonl"  # the blind baseline's (last) answer file
+CHANCE_ANSWERS_FILE = "chance_answers.jsonl"  # the last of the chance baseline's guesses
+# Uniform guesses averaged for the chance baseline: enough that the mean moves < 1 point
+# between seeds on a 48-question mini benchmark; scoring is milliseconds per draw.
+CHANCE_DRAWS = 64
 METRICS_FILE = "metrics.json"
 SUBSET_FILE = "questions.json"  # the records asked when max_questions cuts a conversation file
 
@@ -193,6 +198,35 @@ def _majority_baseline(
     return {f"majority_baseline/{metric}": best}
 
 
+def _chance_baseline(
+    spec: BenchmarkSpec,
+    out_dir: Path,
+    asked: list[dict[str, Any]],
+    records: list[dict[str, Any]],
+) -> dict[str, float]:
+    """The headline metric of uniform guessing (``chance_baseline/<metric>``): each question
+    answered with a random draw from its options' letters (multiple choice) or from the
+    benchmark's distinct right answers, averaged over ``CHANCE_DRAWS`` seeded draws (F1 and
+    circular accuracy are not linear in the answers, so this is sampled, not computed)."""
+    annotations = _annotations(spec, out_dir, asked)
+    metric = HEADLINE_METRICS[spec.scorer][0]
+    pools = guess_pools(spec.scorer, annotations)
+    every = sorted({a for pool in pools.values() for a in pool})
+    rng = random.Random(f"chance/{spec.name}")
+    total = 0.0
+    for _ in range(CHANCE_DRAWS):
+        lines = [
+            {
+                "question_id": r["question_id"],
+                "text": rng.choice(pools.get(str(r["question_id"]), every)),
+            }
+            for r in records
+        ]
+        path = write_jsonl(out_dir / CHANCE_ANSWERS_FILE, lines)
+        total += float(score(spec.scorer, annotations, path, **spec.options)[metric])
+    return {f"chance_baseline/{metric}": total / CHANCE_DRAWS}
+
+
 def evaluate_benchmark(
     vlm: VisionLanguageModel,
     spec: BenchmarkSpec,
@@ -262,6 +296,7 @@ def evaluate_benchmark(
             raise DataError(f"benchmark {spec.name!r}: {err}") from err
         if spec.scorer != "exact_match":  # held-out exact match brings its own baseline
             raw |= _majority_baseline(spec, out_dir, asked, records)
+            raw |= _chance_baseline(spec, out_dir, asked, records)
         metrics = {f"{prefix}/{k}": float(v) for k, v in sorted(raw.items())}
         write_json(out_dir / METRICS_FILE, raw, indent=2)
     log.info(

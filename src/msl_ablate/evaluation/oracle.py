@@ -3,8 +3,9 @@
 Scoring the oracle must give every metric its maximum; that checks that a benchmark's files,
 its question ids and its scorer agree (the suite's round-trip test, or a check of a real
 benchmark release before evaluating models on it). The same answers give each benchmark's
-blind baseline: every question answered with one of its most frequent right answers
-(``frequent_answers``), the score a model that never looks at the image can reach.
+blind baselines: every question answered with one of its most frequent right answers
+(``frequent_answers``), the score a model that never looks at the image can reach; and chance,
+every question answered with a uniform draw from what could be its answer (``guess_pools``).
 """
 
 from __future__ import annotations
@@ -67,6 +68,28 @@ def oracle_answers(scorer: str, annotations: Path | str) -> dict[str, str]:
     if scorer == "mmbench":
         return {str(q.index): q.answer for q in read_mmbench_tsv(path)}
     raise ValueError(f"no oracle for scorer {scorer!r}")
+
+
+def guess_pools(scorer: str, annotations: Path | str) -> dict[str, list[str]]:
+    """What a uniform guess draws from, per question (the ``chance`` baseline).
+
+    Multiple choice: the letters of that question's options. Yes/no and open answers: every
+    distinct right answer of the benchmark (the answer space a guesser knows from the format).
+
+    Returns:
+        Question id (as ``oracle_answers``) -> candidate answers, sorted.
+    """
+    path = Path(annotations)
+    if scorer == "sqa_img":
+        problems = load_json(path / PROBLEMS_FILE if path.is_dir() else path)
+        return {
+            pid: list(string.ascii_uppercase[: len(p["choices"])]) for pid, p in problems.items()
+        }
+    if scorer == "mmbench":
+        return {str(q.index): sorted(q.options) for q in read_mmbench_tsv(path)}
+    answers = oracle_answers(scorer, annotations)
+    pool = sorted(set(answers.values()))
+    return dict.fromkeys(answers, pool)
 
 
 def frequent_answers(scorer: str, annotations: Path | str, k: int = 3) -> list[str]:

@@ -172,14 +172,24 @@ def _label(scorer: str, benchmark: str, metric: str) -> str | None:
 TABLE_INDEX = ["training_key", "study", "seed", "vision", "lm", "projector", "strategy"]
 
 
-def _baseline_label(scorer: str, benchmark: str, metric: str) -> str | None:
-    """The table label of a blind baseline's headline (``majority_baseline/<headline>``)."""
-    if scorer == "exact_match":
-        return "exact_match" if benchmark == "eval" and metric == "majority_baseline" else None
-    headline = HEADLINE_METRICS.get(scorer)
-    if headline is None or metric != f"majority_baseline/{headline[0]}":
-        return None
-    return headline[1]
+# The blind baselines a benchmark records beside its headline (``<kind>_baseline/<headline>``),
+# as the summary's last rows: uniform guessing, then the most frequent right answer.
+BASELINES = {"chance": "(chance)", "majority": "(majority answer)"}
+
+
+def _baseline_label(kind: str):
+    """The labeller of one blind baseline's headline cells (``<kind>_baseline/<headline>``)."""
+
+    def label(scorer: str, benchmark: str, metric: str) -> str | None:
+        if scorer == "exact_match":
+            held_out = benchmark == "eval" and metric == f"{kind}_baseline"
+            return "exact_match" if held_out else None
+        headline = HEADLINE_METRICS.get(scorer)
+        if headline is None or metric != f"{kind}_baseline/{headline[0]}":
+            return None
+        return headline[1]
+
+    return label
 
 
 def _columns(df: pd.DataFrame, label_of) -> pd.DataFrame:
@@ -215,24 +225,28 @@ def headline_table(df: pd.DataFrame) -> pd.DataFrame:
     return table.reindex(columns=_ordered(set(df["column"]))).reset_index()
 
 
-def baseline_row(df: pd.DataFrame) -> pd.Series:
-    """The blind baseline of each headline column: every question answered with the most
-    frequent right answer (held-out: per question type, from the training split)."""
+def baseline_row(df: pd.DataFrame, kind: str = "majority") -> pd.Series:
+    """A blind baseline of each headline column: ``majority`` answers every question with the
+    most frequent right answer (held-out: per question type, from the training split);
+    ``chance`` guesses uniformly among its options or the benchmark's answers."""
     if df.empty:
         return pd.Series(dtype=float)
-    df = _columns(df, _baseline_label)
+    df = _columns(df, _baseline_label(kind))
     return df.groupby("column")["value"].first().reindex(_ordered(set(df["column"])))
 
 
 def summary(df: pd.DataFrame) -> str:
     """The store as a readable text table: one line per trained model, headline metrics, and
-    a last line with the majority-answer baseline of each benchmark (chance level)."""
+    last lines with the blind baselines of each benchmark: chance (uniform guessing) and the
+    majority answer."""
     table = headline_table(df)
     if table.empty:
         return "(the results store is empty)"
-    baseline = baseline_row(df)
-    if not baseline.empty:
-        row = {c: "" for c in TABLE_INDEX} | {"training_key": "(majority answer)"}
+    for kind, name in BASELINES.items():
+        baseline = baseline_row(df, kind)
+        if baseline.empty:
+            continue
+        row = {c: "" for c in TABLE_INDEX} | {"training_key": name}
         row |= {c: baseline.get(c, float("nan")) for c in table.columns if c not in TABLE_INDEX}
         table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
     return table.to_string(index=False, float_format=lambda x: f"{x:.1f}", na_rep="")

@@ -14,7 +14,7 @@ import pytest
 from msl_ablate.config.compose import compose
 from msl_ablate.evaluation import benchmark as benchmark_module
 from msl_ablate.evaluation.benchmark import BenchmarkSpec, evaluate_benchmark, read_questions
-from msl_ablate.evaluation.oracle import oracle_answers
+from msl_ablate.evaluation.oracle import guess_pools, oracle_answers
 from msl_ablate.evaluation.run_benchmarks import benchmark_specs, prompt_limit
 from msl_ablate.evaluation.suite import annotations_path, generate_suite, question_file
 from msl_ablate.utils.errors import DataError
@@ -82,6 +82,8 @@ def test_oracle_generation_scores_the_maximum_and_writes_llava_files(suite, tmp_
     assert json.loads((tmp_path / "metrics.json").read_text())["f1"] == pytest.approx(100.0)
     # The blind baseline: "yes" to every question of a balanced benchmark (P 50, R 100).
     assert metrics["finetune/pope/majority_baseline/f1"] == pytest.approx(200 / 3)
+    # Chance: a coin per question; precision and recall near 50, so F1 near 50.
+    assert 40.0 < metrics["finetune/pope/chance_baseline/f1"] < 60.0
 
 
 def test_missing_answers_are_counted_not_dropped(suite, tmp_path, monkeypatch):
@@ -96,6 +98,22 @@ def test_missing_answers_are_counted_not_dropped(suite, tmp_path, monkeypatch):
     assert metrics["finetune/mmbench/circular_accuracy"] < 100.0  # that question's group fails
     # One letter for every circular copy can never pass all four copies of a question.
     assert metrics["finetune/mmbench/majority_baseline/circular_accuracy"] == 0.0
+    # Chance passes a question's four copies with probability (1/4)^4 = 0.4 %.
+    assert 0.0 <= metrics["finetune/mmbench/chance_baseline/circular_accuracy"] < 3.0
+
+
+def test_chance_guesses_among_each_questions_options(suite, tmp_path, monkeypatch):
+    spec = _spec(suite, "sqa_img", "sqa_img", options={"split": "test"})
+    calls = _fake_generation(monkeypatch, lambda r: "A")
+    metrics = evaluate_benchmark(FAKE_VLM, spec, tmp_path, "finetune/sqa_img", 8, 256)
+    pools = guess_pools("sqa_img", spec.annotations)
+    # The suite's ScienceQA questions have 2-4 options: expected accuracy mean(1/n) over the
+    # questions with an image (the ones SQA-IMG scores).
+    scored = [str(r["question_id"]) for r in calls[0][0].records if r["image"] is not None]
+    expected = 100 * sum(1 / len(pools[q]) for q in scored) / len(scored)
+    assert {len(p) for p in pools.values()} == {2, 3, 4}
+    assert metrics["finetune/sqa_img/chance_baseline/accuracy"] == pytest.approx(expected, abs=4)
+    assert (tmp_path / "chance_answers.jsonl").is_file()
 
 
 def test_text_only_questions_have_no_image_placeholder(suite, tmp_path, monkeypatch):

@@ -60,7 +60,7 @@ def test_an_unreadable_store_is_a_clear_error(tmp_path, text):
         store.load(path)
 
 
-def test_summary_ends_with_the_majority_answer_baseline_of_each_benchmark(tmp_path):
+def test_summary_ends_with_the_chance_and_majority_answer_baselines(tmp_path):
     path = tmp_path / "store.csv"
     store.upsert(
         path,
@@ -69,9 +69,10 @@ def test_summary_ends_with_the_majority_answer_baseline_of_each_benchmark(tmp_pa
             "e1",
             "pope",
             "p",
-            {"f1": 80.0, "majority_baseline/f1": 66.7, "majority_baseline/accuracy": 50.0},
+            {"f1": 80.0, "majority_baseline/f1": 66.7, "majority_baseline/accuracy": 50.0,
+             "chance_baseline/f1": 49.3},
         ),
-    )
+    )  # fmt: skip
     store.upsert(path, _rows("t2", "e2", "pope", "p", {"f1": 70.0, "majority_baseline/f1": 66.7}))
     df = store.upsert(path, _rows("t1", "e3", "eval", "q", {"exact_match": 40.0,
                                                            "majority_baseline": 30.0},
@@ -79,5 +80,7 @@ def test_summary_ends_with_the_majority_answer_baseline_of_each_benchmark(tmp_pa
     baseline = store.baseline_row(df)
     assert baseline.to_dict() == {"exact_match": 30.0, "POPE": 66.7}
     assert len(store.headline_table(df)) == 2  # the baseline is not a trained model's row
-    last = store.summary(df).splitlines()[-1]
+    assert store.baseline_row(df, "chance").to_dict() == {"POPE": 49.3}
+    *_, chance, last = store.summary(df).splitlines()
     assert last.split()[0] == "(majority" and "66.7" in last and "30.0" in last
+    assert chance.split()[0] == "(chance)" and "49.3" in chance and "30.0" not in chance
