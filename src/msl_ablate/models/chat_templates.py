@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 # For base (not instruct-tuned) LMs: a neutral plain-text dialogue, ended by EOS. Each
 # assistant answer ends with EOS, so the model learns to stop, and EOS is the stop token.
 # The generation prompt ends at "ASSISTANT:" and the answer brings its own leading space, so
@@ -28,3 +30,55 @@ TINY_CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
+
+
+@dataclass(frozen=True)
+class ChatStyle:
+    """A chat template that the zoo's instruct variants are tuned in, as a real family's is.
+
+    Attributes:
+        template: The Jinja chat template.
+        eos_token: The token that ends an assistant turn; the variant's EOS, so generation stops.
+        special_tokens: Tokens it needs beyond the zoo tokenizer's (added to the variant's copy).
+    """
+
+    template: str
+    eos_token: str
+    special_tokens: tuple[str, ...] = ()
+
+
+# Zephyr / TinyLlama-chat: role tokens, every turn ended by EOS (</s>).
+ZEPHYR_STYLE = ChatStyle(
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}",
+    "</s>",
+    ("</s>",),
+)
+# ChatML (Qwen2-instruct, SmolLM2-instruct): <|im_start|>role ... <|im_end|>, <|im_end|> is EOS.
+CHATML_STYLE = ChatStyle(
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+    "<|im_end|>",
+    ("<|im_start|>", "<|im_end|>"),
+)
+# PKU Beaver (the Safe-RLHF models): plain-text roles after a fixed opening; answers end with
+# EOS. The generation prompt ends at "ASSISTANT:" and the answer brings its leading space.
+BEAVER_STYLE = ChatStyle(
+    "BEGINNING OF CONVERSATION:{% for m in messages %}"
+    "{% if m['role'] == 'assistant' %} ASSISTANT: {{ m['content'] }}{{ eos_token }}"
+    "{% else %} {{ m['role'] | upper }}: {{ m['content'] }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %} ASSISTANT:{% endif %}",
+    "</s>",
+    ("</s>",),
+)
+# Gemma-it: <start_of_turn>user|model ... <end_of_turn>; <end_of_turn> is the stop token.
+GEMMA_STYLE = ChatStyle(
+    "{% for m in messages %}<start_of_turn>"
+    "{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n{{ m['content'] }}<end_of_turn>\n"
+    "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}",
+    "<end_of_turn>",
+    ("<start_of_turn>", "<end_of_turn>"),
+)
+# The styles a zoo recipe may name (`chat_style:` in conf/zoo/lm/*.yaml).
+CHAT_STYLES = {"zephyr": ZEPHYR_STYLE, "chatml": CHATML_STYLE, "beaver": BEAVER_STYLE,
+               "gemma": GEMMA_STYLE}  # fmt: skip

@@ -19,18 +19,27 @@ class Score:
     Attributes:
         name: What was measured, e.g. ``linear_probe_accuracy/count`` or ``heldout_perplexity``.
         value: The pretrained checkpoint's score.
-        random_init: The score of a randomly initialised model of the same shape.
+        random_init: The score of the model it is compared with: a randomly initialised model
+            of the same shape, or the model a tuned variant started from (``against``).
         higher_is_better: Whether a larger value is better (accuracy) or worse (perplexity).
+        against: What ``random_init`` was measured on (``random init``, a zoo member's name).
+        guard: A number that must not get worse than its baseline, rather than beat it (a safe
+            variant's refusal rate on benign questions; answers in the template when the
+            starting model already had them): a check, not the proof of learning.
     """
 
     name: str
     value: float
     random_init: float
     higher_is_better: bool = True
+    against: str = "random init"
+    guard: bool = False
 
     @property
     def learned(self) -> bool:
-        """Whether the checkpoint beats its random init."""
+        """Whether the checkpoint beats its baseline (a guard: is not worse than it)."""
+        if self.guard and self.value == self.random_init:
+            return True
         better = self.value > self.random_init
         return better if self.higher_is_better else self.value < self.random_init
 
@@ -50,7 +59,8 @@ class Card:
         build_seconds: Wall time of the build.
         scores: Proof that it learned, each against a random init of the same shape.
         parent: The checkpoint it started from (variants of a base LM), or None.
-        tuning: ``base``, ``sft``, ``rlhf``, ``safe_rlhf`` for LMs; None for encoders.
+        tuning: ``base``, ``sft``, ``rlhf``, ``dpo``, ``safe_rlhf`` for LMs (``config/enums.py``);
+            None for encoders.
     """
 
     name: str

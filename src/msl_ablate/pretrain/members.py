@@ -81,7 +81,7 @@ def card_row(member: Member, card: Card | None) -> dict[str, Any]:
     if card is None:
         return row | {"built": "no"}
     scores = "; ".join(
-        f"{s.name} {s.value:g} (random {s.random_init:g}){'' if s.learned else ' NOT LEARNED'}"
+        f"{s.name} {s.value:g} ({s.against} {s.random_init:g}){'' if s.learned else ' NOT LEARNED'}"
         for s in card.scores
     )
     return row | {
