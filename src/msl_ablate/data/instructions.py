@@ -51,7 +51,7 @@ from msl_ablate.data.synthetic import (
 )
 from msl_ablate.data.synthetic import corpus as base_corpus
 from msl_ablate.data.tokens import IMAGE_TOKEN
-from msl_ablate.data.world import Scene, sample_scene
+from msl_ablate.data.world import WORLD_VERSION, Scene, sample_scene
 
 # Bump when the mix's output changes for the same arguments: cached datasets are rebuilt.
 MIX_VERSION = 1
@@ -194,7 +194,7 @@ def generate_instruction_mix(
         "seed": seed, "image_size": image_size, "n_captions": n_captions,
         "n_instruct": n_instruct, "n_eval": n_eval, "tasks": {t: weights[t] for t in names},
         "multi_turn_prob": multi_turn_prob, "text_only_prob": text_only_prob,
-        "max_objects": max_objects, "version": MIX_VERSION,
+        "max_objects": max_objects, "version": MIX_VERSION, "world": WORLD_VERSION,
     }  # fmt: skip
 
     def make(split: str, i: int, rng: random.Random) -> tuple[Scene | None, dict[str, Any]]:

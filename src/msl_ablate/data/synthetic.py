@@ -17,7 +17,15 @@ from pathlib import Path
 from tqdm import tqdm
 
 from msl_ablate.data.tokens import IMAGE_TOKEN
-from msl_ablate.data.world import CELLS, COLOURS, SHAPES, Scene, render_scene, sample_scene
+from msl_ablate.data.world import (
+    CELLS,
+    COLOURS,
+    SHAPES,
+    WORLD_VERSION,
+    Scene,
+    render_scene,
+    sample_scene,
+)
 from msl_ablate.utils.files import stable_hash, write_json_atomic
 from msl_ablate.utils.logging import get_logger
 
@@ -178,7 +186,7 @@ def generate_dataset(
         "seed": seed, "image_size": image_size, "n_captions": n_captions,
         "n_instruct": n_instruct, "n_eval": n_eval, "question_types": list(question_types),
         "max_objects": max_objects, "short_answer_prompt_prob": short_answer_prompt_prob,
-        "version": GENERATOR_VERSION,
+        "version": GENERATOR_VERSION, "world": WORLD_VERSION,
     }  # fmt: skip
     types = list(question_types)
 

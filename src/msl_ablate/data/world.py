@@ -1,8 +1,13 @@
-"""The synthetic scene world: random scenes of coloured shapes and a short word.
+"""The synthetic scene world: scenes of coloured, textured shapes and a word, on cluttered canvases.
 
-This is the one module a richer world can replace (ROADMAP: pretrained tiny zoo). A scene
-is pure data (``Scene``); ``render_scene`` draws it with PIL, and the question and caption
-writers in ``synthetic.py`` read only the ``Scene``, never the pixels.
+This is the one module a richer world can replace. A scene is pure data (``Scene``);
+``render_scene`` draws it with PIL, and the question and caption writers in ``synthetic.py`` read
+only the ``Scene``, never the pixels. What questions ask about (colour, shape, count, the 2x2
+region each shape is in, relations between regions, the word) is in the scene's facts; what only
+makes seeing harder is nuisance, drawn but never asked about: the canvas's aspect ratio, a tinted
+and noisy background with clutter marks, each shape's texture, size and offset inside its region
+(neighbours may overlap, the later one on top), and the word's size (``small`` words are legible
+only at the higher resolutions: a few pixels tall at 64 px, readable at 128 px and up).
 """
 
 from __future__ import annotations
@@ -10,10 +15,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 # Bump when scenes or their rendering change: zoo members pretrained on the world are rebuilt.
-WORLD_VERSION = 1
+WORLD_VERSION = 2
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
@@ -23,29 +29,58 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 WORDS: tuple[str, ...] = ("cat", "dog", "sun", "car", "box", "map", "pen", "cup")
-# Scenes are laid out on a 2x2 grid of cells, so shapes never overlap and positions
-# have names; one free cell may hold the word.
+# Scenes are laid out in the 2x2 regions of the canvas, one shape per region, so positions have
+# names and relations are defined; one free region may hold the word.
 CELLS: tuple[str, ...] = ("top left", "top right", "bottom left", "bottom right")
 MAX_OBJECTS = 4
+# Natural aspect ratios (width, height) of the canvas, as photos have; the long side is `size`.
+ASPECTS: tuple[tuple[int, int], ...] = ((1, 1), (4, 3), (3, 4), (16, 9))
+TEXTURES: tuple[str, ...] = ("solid", "striped", "dotted")
+WORD_SIZES: dict[str, int] = {"large": 7, "small": 16}  # font height = canvas short side / n
 
 
 @dataclass(frozen=True)
 class SceneObject:
-    """One shape in a scene."""
+    """One shape in a scene: its facts (shape, colour, region) and how it is drawn.
+
+    Attributes:
+        shape: One of ``SHAPES``.
+        colour: One of ``COLOURS``.
+        cell: Its region, an index into ``CELLS``.
+        scale: Its size relative to the region (0.8 to 1.25).
+        offset: Its centre's shift from the region's centre, in fractions of the region.
+        texture: One of ``TEXTURES`` (stripes and dots in a darker shade of its colour).
+    """
 
     shape: str
     colour: str
-    cell: int  # index into CELLS
+    cell: int
+    scale: float = 1.0
+    offset: tuple[float, float] = (0.0, 0.0)
+    texture: str = "solid"
 
 
 @dataclass(frozen=True)
 class Scene:
-    """A scene: its shapes and an optional word written in a free cell."""
+    """A scene: its shapes, an optional word in a free region, and how the canvas looks.
+
+    Attributes:
+        objects: The shapes, in region order.
+        word: The word written in the image, or None.
+        word_cell: The word's region.
+        word_size: ``large`` or ``small`` (legible only at higher resolutions).
+        aspect: The canvas's (width, height) ratio, one of ``ASPECTS``.
+        background: The canvas's base tint (RGB).
+        noise_seed: Seed of the background's pixel noise and clutter marks.
+    """
 
     objects: tuple[SceneObject, ...]
     word: str | None = None
     word_cell: int | None = None
-    jitter: tuple[tuple[int, int], ...] = field(default=(), compare=False)
+    word_size: str = "large"
+    aspect: tuple[int, int] = (1, 1)
+    background: tuple[int, int, int] = field(default=(245, 245, 240), compare=False)
+    noise_seed: int = field(default=0, compare=False)
 
 
 def sample_scene(
@@ -56,7 +91,7 @@ def sample_scene(
     Args:
         rng: The random generator (the only source of randomness, for determinism).
         max_objects: Largest number of shapes (1..4).
-        word_prob: Probability of writing a word in a free cell.
+        word_prob: Probability of writing a word in a free region.
 
     Returns:
         The scene.
@@ -66,41 +101,111 @@ def sample_scene(
     n = rng.randint(1, max_objects)
     cells = rng.sample(range(len(CELLS)), n)
     objects = tuple(
-        SceneObject(shape=rng.choice(SHAPES), colour=rng.choice(list(COLOURS)), cell=c)
+        SceneObject(
+            shape=rng.choice(SHAPES),
+            colour=rng.choice(list(COLOURS)),
+            cell=c,
+            scale=round(rng.uniform(0.8, 1.25), 3),
+            offset=(round(rng.uniform(-0.2, 0.2), 3), round(rng.uniform(-0.2, 0.2), 3)),
+            texture=rng.choice(TEXTURES),
+        )
         for c in sorted(cells)
     )
     free = [c for c in range(len(CELLS)) if c not in cells]
-    word, word_cell = None, None
+    word, word_cell, word_size = None, None, "large"
     if free and rng.random() < word_prob:
         word, word_cell = rng.choice(WORDS), rng.choice(free)
-    jitter = tuple((rng.randint(-3, 3), rng.randint(-3, 3)) for _ in range(len(CELLS)))
-    return Scene(objects=objects, word=word, word_cell=word_cell, jitter=jitter)
+        word_size = rng.choice(sorted(WORD_SIZES))
+    return Scene(
+        objects=objects,
+        word=word,
+        word_cell=word_cell,
+        word_size=word_size,
+        aspect=rng.choice(ASPECTS),
+        background=tuple(rng.randint(215, 250) for _ in range(3)),
+        noise_seed=rng.randrange(2**31),
+    )
+
+
+def canvas_size(scene: Scene, size: int) -> tuple[int, int]:
+    """(width, height) in pixels of a scene drawn with long side ``size``."""
+    w, h = scene.aspect
+    return (size, max(1, round(size * h / w))) if w >= h else (max(1, round(size * w / h)), size)
+
+
+def _background(scene: Scene, width: int, height: int) -> Image.Image:
+    """The tinted canvas with pixel noise and a few clutter marks (grey strokes and dots)."""
+    gen = np.random.default_rng(scene.noise_seed)
+    noise = gen.normal(0.0, 6.0, (height, width, 1))  # (H, W, 1): grey noise, same on RGB
+    pixels = np.clip(np.asarray(scene.background, np.float32) + noise, 0, 255).astype(np.uint8)
+    image = Image.fromarray(pixels, "RGB")
+    draw = ImageDraw.Draw(image)
+    short = min(width, height)
+    for _ in range(int(gen.integers(3, 9))):
+        x, y = gen.uniform(0, width), gen.uniform(0, height)
+        grey = tuple([int(gen.integers(120, 190))] * 3)
+        if gen.random() < 0.5:  # a short stroke
+            dx, dy = gen.uniform(-0.12, 0.12, 2) * short
+            draw.line((x, y, x + dx, y + dy), fill=grey, width=max(1, short // 64))
+        else:  # a dot
+            r = max(1.0, short / 64)
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=grey)
+    return image
+
+
+def _texture(
+    obj: SceneObject, box: tuple[int, int, int, int], size: tuple[int, int]
+) -> Image.Image:
+    """The shape's fill over the whole canvas: its colour, with stripes or dots of a darker shade."""
+    fill = COLOURS[obj.colour]
+    dark = tuple(int(v * 0.6) for v in fill)
+    layer = Image.new("RGB", size, fill)
+    if obj.texture == "solid":
+        return layer
+    draw = ImageDraw.Draw(layer)
+    x0, y0, x1, y1 = box
+    step = max(3, (x1 - x0) // 4)
+    if obj.texture == "striped":
+        for x in range(x0 - (y1 - y0), x1, step):  # diagonal stripes
+            draw.line((x, y1, x + (y1 - y0), y0), fill=dark, width=max(1, step // 3))
+    else:  # dotted
+        r = max(1, step // 4)
+        for x in range(x0 + step // 2, x1, step):
+            for y in range(y0 + step // 2, y1, step):
+                draw.ellipse((x - r, y - r, x + r, y + r), fill=dark)
+    return layer
 
 
 def render_scene(scene: Scene, size: int = 64) -> Image.Image:
-    """Draw a scene as an RGB image of ``size`` x ``size`` pixels."""
-    image = Image.new("RGB", (size, size), (245, 245, 240))
-    draw = ImageDraw.Draw(image)
-    half = size // 2
-    radius = int(size * 0.17)
+    """Draw a scene as an RGB image whose long side is ``size`` pixels, at the scene's aspect."""
+    width, height = canvas_size(scene, size)
+    image = _background(scene, width, height)
+    half_w, half_h = width / 2, height / 2
+    short = min(width, height)
     for obj in scene.objects:
-        dx, dy = scene.jitter[obj.cell] if scene.jitter else (0, 0)
-        cx = (obj.cell % 2) * half + half // 2 + dx * size // 64
-        cy = (obj.cell // 2) * half + half // 2 + dy * size // 64
-        box = (cx - radius, cy - radius, cx + radius, cy + radius)
-        fill = COLOURS[obj.colour]
+        col, row = obj.cell % 2, obj.cell // 2
+        cx = col * half_w + half_w / 2 + obj.offset[0] * half_w
+        cy = row * half_h + half_h / 2 + obj.offset[1] * half_h
+        r = short * 0.17 * obj.scale
+        box = (round(cx - r), round(cy - r), round(cx + r), round(cy + r))
+        mask = Image.new("L", (width, height), 0)
+        draw = ImageDraw.Draw(mask)
         if obj.shape == "circle":
-            draw.ellipse(box, fill=fill)
+            draw.ellipse(box, fill=255)
         elif obj.shape == "square":
-            draw.rectangle(box, fill=fill)
+            draw.rectangle(box, fill=255)
         else:
-            draw.polygon(
-                [(cx, cy - radius), (cx - radius, cy + radius), (cx + radius, cy + radius)],
-                fill=fill,
-            )
+            draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=255)
+        image.paste(_texture(obj, box, (width, height)), (0, 0), mask)
     if scene.word is not None and scene.word_cell is not None:
-        font = ImageFont.load_default(size=max(8, size // 7))
-        x = (scene.word_cell % 2) * half + size // 16
-        y = (scene.word_cell // 2) * half + half // 3
-        draw.text((x, y), scene.word, fill=(20, 20, 20), font=font)
+        font = ImageFont.load_default(size=max(3, short // WORD_SIZES[scene.word_size]))
+        x = (scene.word_cell % 2) * half_w + width / 16
+        y = (scene.word_cell // 2) * half_h + half_h / 3
+        ImageDraw.Draw(image).text((x, y), scene.word, fill=(20, 20, 20), font=font)
     return image
+
+
+def render_square(scene: Scene, size: int) -> Image.Image:
+    """The scene resized to ``size`` x ``size`` (squashed, as an image processor's resize does):
+    what the zoo's encoders see in pretraining and probing, where images are batched as one tensor."""
+    return render_scene(scene, size).resize((size, size), Image.Resampling.BICUBIC)

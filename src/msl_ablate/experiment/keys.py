@@ -83,10 +83,15 @@ def model_inputs(cfg: DictConfig) -> dict[str, Any]:
 
 
 def data_inputs(cfg: DictConfig, split: str) -> dict[str, Any]:
-    """What a stage's data is: the generator's recipe, or the split file's content hash."""
+    """What a stage's data is: the generator's recipe and the world's version, or the split
+    file's content hash."""
+    from msl_ablate.data.world import WORLD_VERSION
+
     data = _container(cfg.data)
     data.pop("num_workers", None)
-    if data.get("generator") is None:
+    if data.get("generator") is not None:
+        data["world"] = WORLD_VERSION  # the same recipe draws other scenes in another world
+    else:
         root = Path(data.pop("root")).expanduser()
         data["split_sha256"] = file_digest(root / data["files"][split])
     return data

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from msl_ablate.data.world import COLOURS, MAX_OBJECTS, Scene, render_scene, sample_scene
+from msl_ablate.data.world import COLOURS, MAX_OBJECTS, Scene, render_square, sample_scene
 from msl_ablate.pretrain.cards import Score
 from msl_ablate.pretrain.scenes import normalise
 
@@ -118,7 +118,7 @@ def probe_scores(
     train = [sample_scene(rng) for _ in range(N_TRAIN)]
     test = [sample_scene(rng) for _ in range(N_TEST)]
     train_labels, test_labels = task_labels(train), task_labels(test)
-    pixels = normalise([render_scene(s, image_size) for s in train + test], mean, std)
+    pixels = normalise([render_square(s, image_size) for s in train + test], mean, std)
     accuracies: dict[str, list[float]] = {task: [] for task in PROBE_TASKS}
     for encoder in (model, random_init):
         feats = pooled_features(encoder, pixels)  # (N_train + N_test, D)

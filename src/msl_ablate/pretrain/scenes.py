@@ -21,7 +21,7 @@ from msl_ablate.data.world import (
     COLOURS,
     SHAPES,
     Scene,
-    render_scene,
+    render_square,
     sample_scene,
 )
 
@@ -96,7 +96,7 @@ def scene_batch(
         for obj in scene.objects:
             presence[i, CATEGORIES.index((obj.colour, obj.shape))] = 1.0
     return SceneBatch(
-        pixel_values=normalise([render_scene(s, image_size) for s in scenes], mean, std),
+        pixel_values=normalise([render_square(s, image_size) for s in scenes], mean, std),
         captions=[caption(s) for s in scenes],
         count=count,
         presence=presence,

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from msl_ablate.data.world import render_scene
+from msl_ablate.data.world import WORLD_VERSION, render_scene
 from msl_ablate.evaluation.scoring.files import write_json, write_jsonl
 from msl_ablate.evaluation.scoring.gqa import write_gqa
 from msl_ablate.evaluation.scoring.mmbench import write_mmbench
@@ -130,6 +130,7 @@ def generate_suite(
         "n_questions": n_questions,
         "benchmarks": sorted(BENCHMARKS),
         "version": SUITE_VERSION,
+        "world": WORLD_VERSION,
     }
     root = Path(root)
     if _matches(root, params):
