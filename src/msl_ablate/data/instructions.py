@@ -12,8 +12,12 @@ stream (seeded by an int; the suite's streams are seeded by strings, so none is 
 * ``mme``: "Please answer yes or no." questions answered ``Yes``/``No``;
 * ``sqa`` (ScienceQA: a context, 2-4 options) and ``mmbench`` (4 options): option letters;
 * ``caption``: a full description (LLaVA's detailed captions, MM-Vet's open answers);
-* some records hold two or three of these about one image (multi-turn), and some are ScienceQA
-  text-only questions without an image.
+* some records hold two or three of these about one image (multi-turn), and some have no image
+  (``TEXT_ONLY_WRITERS``): ScienceQA's text-only questions, and the two text skills the
+  benchmarks' formats rest on, without a scene to see: picking the option that matches a value
+  (option letters) and saying whether a value is in a list (yes/no). Measured on the tiny LM: it
+  does not learn to match an option's text or a queried object against its context from the
+  benchmark records alone at CPU budgets, and learns it from these records (docs/zoo.md).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from msl_ablate.data.benchmark_questions import (
     sqa_text_only,
     sqa_word,
 )
-from msl_ablate.data.facts import CATEGORIES, draw, present
+from msl_ablate.data.facts import CATEGORIES, draw, other_values, present
 from msl_ablate.data.synthetic import (
     CHOICE_SUFFIX,
     QUESTION_WRITERS,
@@ -51,10 +55,10 @@ from msl_ablate.data.synthetic import (
 )
 from msl_ablate.data.synthetic import corpus as base_corpus
 from msl_ablate.data.tokens import IMAGE_TOKEN
-from msl_ablate.data.world import WORLD_VERSION, Scene, sample_scene
+from msl_ablate.data.world import CELLS, COLOURS, SHAPES, WORDS, WORLD_VERSION, Scene, sample_scene
 
 # Bump when the mix's output changes for the same arguments: cached datasets are rebuilt.
-MIX_VERSION = 1
+MIX_VERSION = 2
 # One turn: (question as the user writes it, answer).
 Turn = tuple[str, str]
 Task = Callable[[Scene, random.Random], Turn | None]
@@ -124,6 +128,48 @@ def task_caption(scene: Scene, rng: random.Random) -> Turn | None:
     return rng.choice(("Describe the image.", "What is in this image?")), caption(scene)
 
 
+# The values a text-only skill record picks from (a kind of value, its pool).
+VALUE_POOLS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("colour", tuple(COLOURS)), ("shape", SHAPES), ("word", WORDS), ("position", CELLS),
+)  # fmt: skip
+
+
+def text_match(rng: random.Random) -> Turn:
+    """Option letters without an image: which option is a given value (MMBench's format)."""
+    _, pool = rng.choice(VALUE_POOLS)
+    right = rng.choice(pool)
+    wrong = other_values(rng, right, pool, min(3, len(pool) - 1))
+    turn = _letters(rng, (f'Which option is "{right}"?', right, wrong, ""), with_context=False)
+    assert turn is not None  # a choice was given
+    return turn
+
+
+def text_listed(rng: random.Random) -> Turn:
+    """Yes/no without an image: is a value among those listed (POPE's and MME's matching)."""
+    kind, pool = rng.choice(VALUE_POOLS)
+    listed = rng.sample(pool, rng.randint(1, len(pool) - 1))
+    asked = (
+        rng.choice(listed)
+        if rng.random() < 0.5
+        else rng.choice([v for v in pool if v not in listed])
+    )
+    question = f"The {kind}s are: {', '.join(listed)}. Is {asked} one of them?{MME_SUFFIX}"
+    return question, "Yes" if asked in listed else "No"
+
+
+def text_sqa(rng: random.Random) -> Turn:
+    """A ScienceQA-like question without an image (a context, then option letters)."""
+    turn = _letters(rng, sqa_text_only(rng), with_context=True)
+    assert turn is not None
+    return turn
+
+
+# Writers of the records without an image, drawn in turn (``text_only_prob``).
+TEXT_ONLY_WRITERS: dict[str, Callable[[random.Random], Turn]] = {
+    "sqa": text_sqa, "match": text_match, "listed": text_listed,
+}  # fmt: skip
+
+
 TASKS: dict[str, Task] = {
     "vqa": task_vqa,
     "gqa": task_gqa,
@@ -170,7 +216,7 @@ def generate_instruction_mix(
         tasks: Task name -> weight in ``instruct`` (default: every task, weight 1).
         multi_turn_prob: Probability that an instruct record asks one or two more short
             questions (``SHORT_TASKS``) about the same image.
-        text_only_prob: Probability that an instruct record is a text-only question.
+        text_only_prob: Probability that an instruct record has no image (``TEXT_ONLY_WRITERS``).
         max_objects: Largest number of shapes per scene.
 
     Returns:
@@ -202,9 +248,10 @@ def generate_instruction_mix(
             scene = sample_scene(rng, max_objects=max_objects)
             return scene, {"conversations": _conversation([task_caption(scene, rng)], True)}
         if split == "instruct" and rng.random() < text_only_prob:
-            question, right, wrong, hint = sqa_text_only(rng)
-            turn = _letters(rng, (question, right, wrong, hint), with_context=True)
-            return None, {"conversations": _conversation([turn], False), "question_type": "text"}
+            kind = rng.choice(sorted(TEXT_ONLY_WRITERS))
+            turn = TEXT_ONLY_WRITERS[kind](rng)
+            record = {"conversations": _conversation([turn], False), "question_type": "text"}
+            return None, record | {"text_skill": kind}
         if split == "eval":
             task = eval_tasks[i % len(eval_tasks)]
         else:
@@ -239,5 +286,5 @@ def corpus(seed: int = 0, n_scenes: int = 3000) -> list[str]:
             turn = task(scene, rng)
             if turn is not None:
                 texts.append(f"{turn[0]} {turn[1]}")
-    texts.append(" ".join(sqa_text_only(rng)[:2]))
+    texts += [" ".join(write(rng)) for write in TEXT_ONLY_WRITERS.values()]
     return texts

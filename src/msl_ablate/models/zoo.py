@@ -24,8 +24,21 @@ from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-# Version 3: trained on the instruction mix's texts too (data/instructions.py).
+# Version 3: trained on the instruction mix's texts too (data/instructions.py). Its corpus is
+# drawn from the world and the mix, so their versions are part of its identity too
+# (`tokenizer_recipe`): a fresh machine and a warm cache train the same tokenizer or different
+# folders.
 TOKENIZER_PARAMS = {"vocab_size": 512, "corpus_seed": 0, "corpus_scenes": 3000, "version": 3}
+
+
+def tokenizer_recipe() -> dict[str, Any]:
+    """What the zoo tokenizer is trained from: its parameters, the world's and the mix's versions."""
+    from msl_ablate.data.instructions import MIX_VERSION
+    from msl_ablate.data.world import WORLD_VERSION
+
+    return {**TOKENIZER_PARAMS, "world": WORLD_VERSION, "mix": MIX_VERSION}
+
+
 SPECIAL_TOKENS = [
     "<|endoftext|>",
     "<|user|>",
@@ -49,7 +62,7 @@ def ensure_tokenizer(zoo_dir: str | Path) -> Path:
     from msl_ablate.data.instructions import corpus
 
     def build(out: Path) -> None:
-        log.info("Training the tiny zoo tokenizer (%s)", TOKENIZER_PARAMS)
+        log.info("Training the tiny zoo tokenizer (%s)", tokenizer_recipe())
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
@@ -71,7 +84,7 @@ def ensure_tokenizer(zoo_dir: str | Path) -> Path:
         fast.save_pretrained(out)
 
     return build_dir_atomically(
-        Path(zoo_dir) / f"tokenizer-{stable_hash(TOKENIZER_PARAMS, 8)}", build
+        Path(zoo_dir) / f"tokenizer-{stable_hash(tokenizer_recipe(), 8)}", build
     )
 
 
@@ -115,7 +128,7 @@ def zoo_inputs() -> dict[str, Any]:
     """What every zoo member depends on besides its own recipe: the tokenizer and the world."""
     from msl_ablate.data.world import WORLD_VERSION
 
-    return {"tokenizer": TOKENIZER_PARAMS, "world": WORLD_VERSION}
+    return {"tokenizer": tokenizer_recipe(), "world": WORLD_VERSION}
 
 
 def capped(twin: dict[str, Any], max_steps: int | None) -> dict[str, Any]:

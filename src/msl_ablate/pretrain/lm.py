@@ -18,6 +18,7 @@ from torch import nn
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase, get_cosine_schedule_with_warmup
 
+from msl_ablate.data.instructions import TEXT_ONLY_WRITERS
 from msl_ablate.data.synthetic import QUESTION_WRITERS, caption
 from msl_ablate.data.world import sample_scene
 from msl_ablate.models.zoo import new_lm_twin
@@ -31,16 +32,20 @@ WARMUP_RATIO = 0.05
 
 
 def scene_documents(seed: int | str, n: int) -> list[str]:
-    """``n`` plain-text documents: a scene's caption and the questions it answers."""
+    """``n`` plain-text documents: a scene's caption and the questions it answers, then one
+    text-only skill record (an option to match, a value to find in a list) with its answer."""
     rng = random.Random(seed)
+    skills = sorted(TEXT_ONLY_WRITERS)
     docs = []
-    for _ in range(n):
+    for i in range(n):
         scene = sample_scene(rng)
         lines = [caption(scene)]
         for writer in QUESTION_WRITERS.values():
             qa = writer(scene, rng)
             if qa is not None:
                 lines.append(f"{qa.question} {qa.answer}.")
+        question, answer = TEXT_ONLY_WRITERS[skills[i % len(skills)]](rng)
+        lines.append(f"{question} {answer}.")
         docs.append("\n".join(lines))
     return docs
 

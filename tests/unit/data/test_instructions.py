@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from msl_ablate.data.facts import present
-from msl_ablate.data.instructions import TASKS, corpus, generate_instruction_mix
+from msl_ablate.data.instructions import (
+    TASKS,
+    TEXT_ONLY_WRITERS,
+    corpus,
+    generate_instruction_mix,
+    text_listed,
+    text_match,
+)
 from msl_ablate.data.synthetic import CHOICE_SUFFIX, SHORT_ANSWER_PROMPT
 from msl_ablate.data.tokens import IMAGE_TOKEN
 from msl_ablate.data.world import sample_scene
@@ -73,6 +80,21 @@ def test_the_mix_is_deterministic_multi_turn_and_has_text_only_records(tmp_path:
         IMAGE_TOKEN not in t["value"] for r in multi for t in r["conversations"][1:]
     )
     assert {r["question_type"] for r in records} >= set(TASKS) - {"caption"}
+    assert {r["text_skill"] for r in text_only} == set(TEXT_ONLY_WRITERS)
+
+
+def test_text_skill_records_are_answered_right() -> None:
+    rng = random.Random(0)
+    for _ in range(200):
+        question, letter = text_match(rng)
+        value = re.match(r'Which option is "(.+)"\?', question).group(1)
+        options = dict(re.findall(r"^([A-D])\. (.+)$", question, flags=re.M))
+        assert options[letter] == value and list(options.values()).count(value) == 1
+        question, answer = text_listed(rng)
+        listed, asked = re.match(r"The \w+s are: (.+)\. Is (.+) one of them\?", question).groups()
+        assert answer == ("Yes" if asked in listed.split(", ") else "No")
+    answers = [text_listed(rng)[1] for _ in range(400)]
+    assert 150 < answers.count("Yes") < 250  # balanced, so "yes" to all is no better than chance
 
 
 def test_the_held_out_split_asks_short_answers_in_equal_shares(tmp_path: Path) -> None:
