@@ -47,14 +47,15 @@ class ChatStyle:
     special_tokens: tuple[str, ...] = ()
 
 
-# Zephyr / TinyLlama-chat: role tokens, every turn ended by EOS (</s>).
+# Zephyr (TinyLlama-chat, StableLM-2-Zephyr): role tokens, every turn ended by EOS (</s>).
 ZEPHYR_STYLE = ChatStyle(
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}",
     "</s>",
     ("</s>",),
 )
-# ChatML (Qwen2-instruct, SmolLM2-instruct): <|im_start|>role ... <|im_end|>, <|im_end|> is EOS.
+# ChatML (Qwen1.5-chat, Qwen2-instruct, SmolLM2-instruct, StableLM-2-chat): <|im_start|>role
+# ... <|im_end|>, <|im_end|> is EOS.
 CHATML_STYLE = ChatStyle(
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
@@ -79,6 +80,14 @@ GEMMA_STYLE = ChatStyle(
     "<end_of_turn>",
     ("<start_of_turn>", "<end_of_turn>"),
 )
+# Phi-3-instruct: Zephyr's layout with <|end|> closing every turn (<|user|>\n ... <|end|>\n
+# <|assistant|>\n ... <|end|>); <|end|> is the variant's EOS. These are the zoo tokenizer's own
+# template and tokens (TINY_CHAT_TEMPLATE, already in its vocabulary: restyle adds none here);
+# they are listed for a tokenizer without them. The real template also appends EOS after the
+# last turn only; here EOS is <|end|>, so that would be a doubled <|end|>, and it is left out.
+PHI3_STYLE = ChatStyle(
+    ZEPHYR_STYLE.template, "<|end|>", ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
+)
 # The styles a zoo recipe may name (`chat_style:` in conf/zoo/lm/*.yaml).
 CHAT_STYLES = {"zephyr": ZEPHYR_STYLE, "chatml": CHATML_STYLE, "beaver": BEAVER_STYLE,
-               "gemma": GEMMA_STYLE}  # fmt: skip
+               "gemma": GEMMA_STYLE, "phi3": PHI3_STYLE}  # fmt: skip

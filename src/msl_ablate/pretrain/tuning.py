@@ -147,6 +147,20 @@ def optimise(
     return losses
 
 
+def lazily(encode_record: Callable[[Chat], Any], records: list[Chat]) -> Callable[[int], Any]:
+    """Record ``i`` encoded on first use, then kept: a short run (tests cap steps at 3) encodes
+    only the records it draws. Drawing indices with ``rng.sample(range(n), k)`` picks the same
+    records as sampling the encoded list would, so the batches are those of encoding them all."""
+    cache: dict[int, Any] = {}
+
+    def get(i: int) -> Any:
+        if i not in cache:
+            cache[i] = encode_record(records[i])
+        return cache[i]
+
+    return get
+
+
 def train_sft(
     model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
@@ -158,11 +172,11 @@ def train_sft(
 ) -> list[float]:
     """Supervised fine-tuning on the records' chosen answers; returns every step's loss."""
     rng = random.Random(seed)
-    samples = [encode(tokenizer, r, r.chosen) for r in records]
+    sample = lazily(lambda r: encode(tokenizer, r, r.chosen), records)
 
     def step_loss(_: int) -> torch.Tensor:
-        batch = collate(rng.sample(samples, batch_size), tokenizer.pad_token_id)
-        return model(**batch).loss
+        picked = rng.sample(range(len(records)), batch_size)
+        return model(**collate([sample(i) for i in picked], tokenizer.pad_token_id)).loss
 
     return optimise(step_loss, model, steps, lr)
 
@@ -177,11 +191,14 @@ def train_dpo(
 ) -> list[float]:
     """DPO (plus ``sft_weight`` x the chosen answers' NLL) against a frozen reference."""
     rng = random.Random(seed)
-    pairs = [(encode(tokenizer, r, r.chosen), encode(tokenizer, r, r.rejected)) for r in records]
+    pair = lazily(
+        lambda r: (encode(tokenizer, r, r.chosen), encode(tokenizer, r, r.rejected)), records
+    )
     reference.eval().requires_grad_(False)
 
     def step_loss(_: int) -> torch.Tensor:
-        chosen, rejected = zip(*rng.sample(pairs, stage.batch_size), strict=True)
+        picked = rng.sample(range(len(records)), stage.batch_size)
+        chosen, rejected = zip(*[pair(i) for i in picked], strict=True)
         batch = collate([*chosen, *rejected], tokenizer.pad_token_id)  # (2B, L): chosen first
         with torch.no_grad():
             ref_chosen, ref_rejected = answer_logps(reference, batch).chunk(2)

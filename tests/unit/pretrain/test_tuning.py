@@ -64,7 +64,7 @@ def test_each_style_puts_eos_after_the_answer_and_only_the_answer_in_the_labels(
     assert record.prompt in prompt and record.chosen not in prompt.split(record.prompt)[1]
 
 
-def test_the_four_styles_render_four_different_conversations(zoo: Path) -> None:
+def test_each_style_renders_a_different_conversation(zoo: Path) -> None:
     rendered = set()
     for style in CHAT_STYLES.values():
         model, tokenizer = new_lm_twin(zoo, PHI, TINY)
