@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -78,20 +79,19 @@ def perplexity(model: nn.Module, rows: torch.Tensor, batch_size: int = 32) -> fl
     return math.exp(total / count)
 
 
-def train_causal_lm(
-    model: nn.Module, rows: torch.Tensor, steps: int, batch_size: int, lr: float, seed: int
+def optimise(
+    step_loss: Callable[[int], torch.Tensor], model: nn.Module, steps: int, lr: float, desc: str
 ) -> list[float]:
-    """Next-token training on random batches of ``rows``; returns the loss of every step."""
-    generator = torch.Generator().manual_seed(seed)
+    """AdamW with warm-up and cosine decay, gradients clipped at 1; ``step_loss(step)`` gives
+    each step's loss. The zoo's LM pretraining and its tuning stages share it."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     schedule = get_cosine_schedule_with_warmup(
         optimizer, max(1, int(WARMUP_RATIO * steps)), max(1, steps)
     )
     losses = []
     model.train()
-    for _ in tqdm(range(steps), desc="zoo LM pretraining", unit="step", mininterval=5):
-        batch = rows[torch.randint(len(rows), (batch_size,), generator=generator)]  # (B, L)
-        loss = model(input_ids=batch, labels=batch).loss
+    for step in tqdm(range(steps), desc=desc, unit="step", mininterval=5):
+        loss = step_loss(step)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -99,6 +99,19 @@ def train_causal_lm(
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
     return losses
+
+
+def train_causal_lm(
+    model: nn.Module, rows: torch.Tensor, steps: int, batch_size: int, lr: float, seed: int
+) -> list[float]:
+    """Next-token training on random batches of ``rows``; returns the loss of every step."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def step_loss(_: int) -> torch.Tensor:
+        batch = rows[torch.randint(len(rows), (batch_size,), generator=generator)]  # (B, L)
+        return model(input_ids=batch, labels=batch).loss
+
+    return optimise(step_loss, model, steps, lr, "zoo LM pretraining")
 
 
 def pretrain_lm_twin(

@@ -29,14 +29,13 @@ import torch.nn.functional as F
 from hydra.utils import get_class
 from torch import nn
 from transformers import AddedToken, AutoTokenizer, PreTrainedTokenizerBase
-from transformers import get_cosine_schedule_with_warmup as cosine
 
 from msl_ablate.data.tokens import IGNORE_INDEX
 from msl_ablate.models.chat_templates import CHAT_STYLES, ChatStyle
 from msl_ablate.models.zoo import resolve_checkpoint
 from msl_ablate.pretrain.cards import Card, Stopwatch, sample_losses, write_card
 from msl_ablate.pretrain.chats import Chat, chats, collate, encode
-from msl_ablate.pretrain.lm import WARMUP_RATIO
+from msl_ablate.pretrain.lm import optimise
 from msl_ablate.pretrain.tuning_scores import answer_logps, preference_scores, sft_scores
 from msl_ablate.utils.logging import get_logger
 
@@ -126,27 +125,6 @@ def dpo_loss(
     return loss, (chosen_reward > rejected_reward).float().mean()
 
 
-def optimise(
-    step_loss: Callable[[int], torch.Tensor], model: nn.Module, steps: int, lr: float
-) -> list[float]:
-    """AdamW with warm-up and cosine decay; ``step_loss(step)`` gives each step's loss."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    schedule = cosine(optimizer, max(1, int(WARMUP_RATIO * steps)), max(1, steps))
-    model.train()
-    losses = []
-    for step in range(steps):
-        loss = step_loss(step)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        if (step + 1) % max(1, steps // 5) == 0:
-            log.info("tuning step %d/%d loss %.4f", step + 1, steps, loss.item())
-    return losses
-
-
 def lazily(encode_record: Callable[[Chat], Any], records: list[Chat]) -> Callable[[int], Any]:
     """Record ``i`` encoded on first use, then kept: a short run (tests cap steps at 3) encodes
     only the records it draws. Drawing indices with ``rng.sample(range(n), k)`` picks the same
@@ -178,7 +156,7 @@ def train_sft(
         picked = rng.sample(range(len(records)), batch_size)
         return model(**collate([sample(i) for i in picked], tokenizer.pad_token_id)).loss
 
-    return optimise(step_loss, model, steps, lr)
+    return optimise(step_loss, model, steps, lr, "zoo LM tuning (SFT)")
 
 
 def train_dpo(
@@ -209,7 +187,7 @@ def train_dpo(
             loss = loss - stage.sft_weight * pol_chosen.sum() / n_chosen
         return loss
 
-    return optimise(step_loss, model, stage.steps, stage.lr)
+    return optimise(step_loss, model, stage.steps, stage.lr, "zoo LM tuning (DPO)")
 
 
 def tune_lm_twin(
