@@ -28,7 +28,7 @@ from msl_ablate.data.tokens import IMAGE_TOKEN
 from msl_ablate.evaluation.generate import generate_answers
 from msl_ablate.evaluation.headline import HEADLINE_METRICS
 from msl_ablate.evaluation.oracle import frequent_answers, guess_pools
-from msl_ablate.evaluation.scoring.benchmarks import EXPORTS, score
+from msl_ablate.evaluation.scoring.benchmarks import EXPORTS, UNITS, score
 from msl_ablate.evaluation.scoring.files import (
     as_question_id,
     iter_jsonl,
@@ -49,6 +49,7 @@ CHANCE_ANSWERS_FILE = "chance_answers.jsonl"  # the last of the chance baseline'
 # between seeds on a 48-question mini benchmark; scoring is milliseconds per draw.
 CHANCE_DRAWS = 64
 METRICS_FILE = "metrics.json"
+UNITS_FILE = "units.jsonl"  # per-unit outcomes (scoring.metrics): one JSON line per unit
 SUBSET_FILE = "questions.json"  # the records asked when max_questions cuts a conversation file
 
 
@@ -288,10 +289,10 @@ def evaluate_benchmark(
         )
     metrics: dict[str, float] = {}
     if spec.scorer is not None:
+        annotations = _annotations(spec, out_dir, asked)
         try:
-            raw = score(
-                spec.scorer, _annotations(spec, out_dir, asked), answers_path, **spec.options
-            )
+            raw = score(spec.scorer, annotations, answers_path, **spec.options)
+            units = UNITS[spec.scorer](annotations, answers_path, **spec.options)
         except ValueError as err:
             raise DataError(f"benchmark {spec.name!r}: {err}") from err
         if spec.scorer != "exact_match":  # held-out exact match brings its own baseline
@@ -299,6 +300,7 @@ def evaluate_benchmark(
             raw |= _chance_baseline(spec, out_dir, asked, records)
         metrics = {f"{prefix}/{k}": float(v) for k, v in sorted(raw.items())}
         write_json(out_dir / METRICS_FILE, raw, indent=2)
+        write_jsonl(out_dir / UNITS_FILE, units)  # what a report's paired bootstrap resamples
     log.info(
         "Benchmark %s: %d questions in %.1f s -> %s",
         spec.name,

@@ -5,23 +5,30 @@ flat ``dict[str, float | int]`` of metrics (percentages in 0-100) that always in
 ``n_questions``, ``n_predictions`` and ``n_missing``. A scorer's options are its keyword
 parameters (``split`` for ``sqa_img`` and ``pope``, ``baseline`` for ``exact_match``); see each
 module's docstring for the file layouts and id conventions.
+
+``UNITS[name]`` takes the same arguments and returns the per-unit outcomes the scorer's metrics
+are built from; ``HEADLINES_FROM_UNITS[name]`` recomputes the headline metric from their columns
+(numpy arrays), so a resample of units (the paired bootstrap) gives the scorer's own number.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from msl_ablate.evaluation.scoring.exact_match import score_exact_match
-from msl_ablate.evaluation.scoring.gqa import score_gqa
-from msl_ablate.evaluation.scoring.mmbench import score_mmbench
-from msl_ablate.evaluation.scoring.mme import score_mme
-from msl_ablate.evaluation.scoring.pope import score_pope
-from msl_ablate.evaluation.scoring.scienceqa import score_sqa_img
-from msl_ablate.evaluation.scoring.textvqa import score_textvqa
-from msl_ablate.evaluation.scoring.vqav2 import score_vqav2
+import numpy as np
+
+from msl_ablate.evaluation.scoring.exact_match import exact_match_units, score_exact_match
+from msl_ablate.evaluation.scoring.gqa import gqa_units, score_gqa
+from msl_ablate.evaluation.scoring.metrics import Unit, mean_headline
+from msl_ablate.evaluation.scoring.mmbench import mmbench_units, score_mmbench
+from msl_ablate.evaluation.scoring.mme import mme_headline, mme_units, score_mme
+from msl_ablate.evaluation.scoring.pope import pope_headline, pope_units, score_pope
+from msl_ablate.evaluation.scoring.scienceqa import score_sqa_img, sqa_img_units
+from msl_ablate.evaluation.scoring.textvqa import score_textvqa, textvqa_units
+from msl_ablate.evaluation.scoring.vqav2 import score_vqav2, vqav2_units
 
 Scorer = Callable[..., dict[str, Any]]
 
@@ -34,6 +41,21 @@ SCORERS: dict[str, Scorer] = {
     "mme": score_mme,
     "mmbench": score_mmbench,
     "exact_match": score_exact_match,
+}
+UNITS: dict[str, Callable[..., list[Unit]]] = {
+    "vqav2": vqav2_units,
+    "textvqa": textvqa_units,
+    "gqa": gqa_units,
+    "sqa_img": sqa_img_units,
+    "pope": pope_units,
+    "mme": mme_units,
+    "mmbench": mmbench_units,
+    "exact_match": exact_match_units,
+}
+HEADLINES_FROM_UNITS: dict[str, Callable[[Mapping[str, np.ndarray]], float]] = {
+    **{name: mean_headline for name in UNITS},
+    "pope": pope_headline,
+    "mme": mme_headline,
 }
 # External graders' answer formats: name -> file written next to the answer file.
 EXPORTS = {"mmvet": "mmvet_answers.json"}  # MM-Vet's grader reads {question_id: answer}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from msl_ablate.evaluation.scoring.files import load_json
-from msl_ablate.evaluation.scoring.metrics import coverage, summarize
+from msl_ablate.evaluation.scoring.metrics import Unit, mean_metrics, summarize
 from msl_ablate.evaluation.scoring.normalize import normalize_answer
 from msl_ablate.evaluation.scoring.predictions import load_predictions
 
@@ -68,6 +68,34 @@ def majority_answers(refs: list[Reference]) -> dict[str | None, str]:
     return {qtype: c.most_common(1)[0][0] for qtype, c in counts.items()}
 
 
+def exact_match_units(
+    annotations: Path | str, predictions: Path | str, baseline: Path | str | None = None
+) -> list[Unit]:
+    """One unit per record: its normalised answer right or not, its question type.
+
+    ``baseline`` is accepted (and ignored) so the scorer's options apply here too.
+
+    Raises:
+        ValueError: Malformed files, a record without an answer, or an unknown prediction id.
+    """
+    refs = reference_answers(annotations)
+    preds = load_predictions(predictions)
+    preds.check_known({r.question_id for r in refs})
+    units = []
+    for ref in refs:
+        text = preds.texts.get(ref.question_id)
+        right = text is not None and normalize_answer(text) == normalize_answer(ref.answer)
+        units.append(
+            {
+                "unit": ref.question_id,
+                "score": float(right),
+                "groups": [ref.question_type],
+                "answered": text is not None,
+            }
+        )
+    return units
+
+
 def score_exact_match(
     annotations: Path | str, predictions: Path | str, baseline: Path | str | None = None
 ) -> dict[str, float | int]:
@@ -87,14 +115,7 @@ def score_exact_match(
         ValueError: Malformed files, a record without an answer, or an unknown prediction id.
     """
     refs = reference_answers(annotations)
-    preds = load_predictions(predictions)
-    preds.check_known({r.question_id for r in refs})
-    items = []
-    for ref in refs:
-        text = preds.texts.get(ref.question_id)
-        right = text is not None and normalize_answer(text) == normalize_answer(ref.answer)
-        items.append((float(right), (ref.question_type,)))
-    metrics: dict[str, float | int] = dict(summarize(items, "exact_match"))
+    metrics = mean_metrics(exact_match_units(annotations, predictions), "exact_match")
     if baseline is not None:
         majority = majority_answers(reference_answers(baseline))
         guesses = [
@@ -102,5 +123,4 @@ def score_exact_match(
             for r in refs
         ]
         metrics |= summarize(guesses, "majority_baseline")
-    answered = sum(1 for r in refs if r.question_id in preds.texts)
-    return metrics | coverage(len(refs), answered)
+    return metrics

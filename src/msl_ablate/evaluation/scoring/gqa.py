@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from msl_ablate.evaluation.scoring.files import load_json, require, write_json
-from msl_ablate.evaluation.scoring.metrics import coverage, summarize
+from msl_ablate.evaluation.scoring.metrics import Unit, mean_metrics
 from msl_ablate.evaluation.scoring.normalize import normalize_answer
 from msl_ablate.evaluation.scoring.predictions import load_predictions
 
@@ -72,6 +72,30 @@ def read_gqa_questions(path: Path | str) -> list[GQAQuestion]:
     return questions
 
 
+def gqa_units(annotations: Path | str, predictions: Path | str) -> list[Unit]:
+    """One unit per question: exact match after normalisation, its structural type.
+
+    Raises:
+        ValueError: On malformed files or a prediction for an unknown question.
+    """
+    questions = read_gqa_questions(annotations)
+    preds = load_predictions(predictions)
+    preds.check_known({q.question_id for q in questions})
+    units = []
+    for q in questions:
+        text = preds.texts.get(q.question_id)
+        right = text is not None and normalize_answer(text) == normalize_answer(q.answer)
+        units.append(
+            {
+                "unit": q.question_id,
+                "score": float(right),
+                "groups": [q.structural],
+                "answered": text is not None,
+            }
+        )
+    return units
+
+
 def score_gqa(annotations: Path | str, predictions: Path | str) -> dict[str, float | int]:
     """Score a GQA answer file.
 
@@ -86,16 +110,7 @@ def score_gqa(annotations: Path | str, predictions: Path | str) -> dict[str, flo
     Raises:
         ValueError: On malformed files or a prediction for an unknown question.
     """
-    questions = read_gqa_questions(annotations)
-    preds = load_predictions(predictions)
-    preds.check_known({q.question_id for q in questions})
-    items = []
-    for q in questions:
-        text = preds.texts.get(q.question_id)
-        right = text is not None and normalize_answer(text) == normalize_answer(q.answer)
-        items.append((float(right), (q.structural,)))
-    answered = sum(1 for q in questions if q.question_id in preds.texts)
-    return {**summarize(items), **coverage(len(questions), answered)}
+    return mean_metrics(gqa_units(annotations, predictions))
 
 
 def write_gqa(path: Path | str, records: Iterable[Mapping[str, Any]]) -> Path:

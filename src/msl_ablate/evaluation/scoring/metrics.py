@@ -1,11 +1,25 @@
-"""Small aggregation helpers shared by the scorers (percent accuracies, per-group breakdowns)."""
+"""Small aggregation helpers shared by the scorers (percent accuracies, per-group breakdowns).
+
+Every scorer first lists its *units*, the things its headline metric averages or counts over
+(a question; an MME image with its question pair; an MMBench question with its circular
+copies), as plain records with a ``unit`` id, then builds its metrics from them. The same
+records, kept beside the answer file, let a report resample questions (the paired bootstrap)
+and recompute the headline exactly as the scorer does (``headline_from_units``).
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
 
 from msl_ablate.evaluation.scoring.files import percent
+
+# One unit's outcome: ``unit`` (id), what the scorer needs (e.g. ``score``, ``groups``,
+# ``answered``), JSON-serialisable.
+Unit = dict[str, Any]
 
 
 def summarize(
@@ -52,3 +66,20 @@ def coverage(n_questions: int, n_predictions: int) -> dict[str, int]:
         "n_predictions": n_predictions,
         "n_missing": n_questions - n_predictions,
     }
+
+
+def mean_metrics(units: Sequence[Unit], name: str = "accuracy") -> dict[str, float | int]:
+    """Metrics of a benchmark whose headline is the mean ``score`` of its units.
+
+    Units carry ``score`` (0..1), ``groups`` (breakdown labels) and ``answered``.
+    """
+    return {
+        **summarize(((u["score"], u["groups"]) for u in units), name),
+        **coverage(len(units), sum(1 for u in units if u["answered"])),
+    }
+
+
+def mean_headline(columns: Mapping[str, np.ndarray]) -> float:
+    """The headline of ``mean_metrics`` from unit columns: the mean ``score``, in percent."""
+    scores = columns["score"]
+    return float(100.0 * scores.mean()) if len(scores) else 0.0

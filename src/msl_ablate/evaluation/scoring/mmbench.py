@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from msl_ablate.evaluation.scoring.files import read_text, require, write_text_atomic
-from msl_ablate.evaluation.scoring.metrics import coverage, summarize
+from msl_ablate.evaluation.scoring.metrics import Unit, coverage, summarize
 from msl_ablate.evaluation.scoring.predictions import load_predictions
 
 LETTERS = ("A", "B", "C", "D")
@@ -131,6 +131,39 @@ def read_mmbench_tsv(path: Path | str) -> list[MMBenchQuestion]:
     return rows
 
 
+def mmbench_units(annotations: Path | str, predictions: Path | str) -> list[Unit]:
+    """One unit per question with its circular copies: right only if every copy is right.
+
+    Raises:
+        ValueError: On a malformed TSV or a prediction for an unknown index.
+    """
+    rows = read_mmbench_tsv(annotations)
+    preds = load_predictions(predictions)
+    preds.check_known({str(r.index) for r in rows}, expected="an index of the TSV")
+    groups: dict[int, list[MMBenchQuestion]] = {}
+    for row in rows:
+        groups.setdefault(row.index % GROUP_MODULUS, []).append(row)
+    units = []
+    for group, copies in groups.items():
+        right = all(
+            (text := preds.texts.get(str(q.index))) is not None
+            and parse_letter(text, q.options) == q.answer
+            for q in copies
+        )
+        # The original (smallest index) carries the group's categories.
+        first = min(copies, key=lambda q: q.index)
+        units.append(
+            {
+                "unit": str(group),
+                "score": float(right),
+                "groups": [first.category, f"l2/{first.l2_category}"],
+                "copies": len(copies),
+                "copies_answered": sum(1 for q in copies if str(q.index) in preds.texts),
+            }
+        )
+    return units
+
+
 def score_mmbench(annotations: Path | str, predictions: Path | str) -> dict[str, float | int]:
     """Score an MMBench answer file with circular evaluation.
 
@@ -146,27 +179,12 @@ def score_mmbench(annotations: Path | str, predictions: Path | str) -> dict[str,
     Raises:
         ValueError: On a malformed TSV or a prediction for an unknown index.
     """
-    rows = read_mmbench_tsv(annotations)
-    preds = load_predictions(predictions)
-    preds.check_known({str(r.index) for r in rows}, expected="an index of the TSV")
-    groups: dict[int, list[MMBenchQuestion]] = {}
-    for row in rows:
-        groups.setdefault(row.index % GROUP_MODULUS, []).append(row)
-    items = []
-    for copies in groups.values():
-        right = all(
-            (text := preds.texts.get(str(q.index))) is not None
-            and parse_letter(text, q.options) == q.answer
-            for q in copies
-        )
-        # The original (smallest index) carries the group's categories.
-        first = min(copies, key=lambda q: q.index)
-        items.append((float(right), (first.category, f"l2/{first.l2_category}")))
-    answered = sum(1 for r in rows if str(r.index) in preds.texts)
+    units = mmbench_units(annotations, predictions)
+    answered = sum(u["copies_answered"] for u in units)
     return {
-        **summarize(items, name="circular_accuracy"),
-        "n_groups": len(groups),
-        **coverage(len(rows), answered),
+        **summarize(((u["score"], u["groups"]) for u in units), name="circular_accuracy"),
+        "n_groups": len(units),
+        **coverage(sum(u["copies"] for u in units), answered),
     }
 
 

@@ -21,7 +21,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from msl_ablate.evaluation.scoring.files import percent, read_text, require, write_text_atomic
+from msl_ablate.evaluation.scoring.metrics import Unit
 from msl_ablate.evaluation.scoring.predictions import load_predictions
 
 PERCEPTION = (
@@ -89,17 +92,8 @@ def read_mme_category(path: Path | str) -> dict[str, list[str]]:
     return images
 
 
-def score_mme(annotations: Path | str, predictions: Path | str) -> dict[str, float | int]:
-    """Score an MME answer file.
-
-    Args:
-        annotations: Directory of ``<category>.txt`` ground-truth files.
-        predictions: LLaVA answer file with ids from :func:`mme_question_id`.
-
-    Returns:
-        ``<category>/acc``, ``<category>/acc_plus``, ``<category>/score``, ``perception`` and
-        ``cognition`` (when present), ``n_questions``, ``n_predictions``, ``n_missing``,
-        ``n_other`` (answers that are neither yes nor no).
+def mme_units(annotations: Path | str, predictions: Path | str) -> list[Unit]:
+    """One unit per image: its category, questions asked, answered, right, and other answers.
 
     Raises:
         ValueError: On malformed files or a prediction for an unknown id.
@@ -119,40 +113,76 @@ def score_mme(annotations: Path | str, predictions: Path | str) -> dict[str, flo
         for k in range(len(answers))
     }
     preds.check_known(known, expected="'<category>/<image>/<0|1>'")
-
-    result: dict[str, float | int] = {}
-    n_questions = answered = other = 0
+    units = []
     for cat, images in gold.items():
-        right = images_right = 0
         for image, answers in images.items():
-            image_right = 0
-            for k, truth in enumerate(answers):
-                text = preds.texts.get(mme_question_id(cat, image, k))
-                parsed = None if text is None else parse_yes_no(text)
-                answered += text is not None
-                other += parsed == "other"
-                image_right += parsed == truth
-            right += image_right
-            images_right += image_right == len(answers)
-        n_cat = sum(len(a) for a in images.values())
-        n_questions += n_cat
-        acc, acc_plus = percent(right, n_cat), percent(images_right, len(images))
+            texts = [preds.texts.get(mme_question_id(cat, image, k)) for k in range(len(answers))]
+            parsed = [None if t is None else parse_yes_no(t) for t in texts]
+            units.append(
+                {
+                    "unit": f"{cat}/{image}",
+                    "category": cat,
+                    "asked": len(answers),
+                    "answered": sum(1 for t in texts if t is not None),
+                    "right": sum(1 for p, truth in zip(parsed, answers, strict=True) if p == truth),
+                    "other": parsed.count("other"),
+                }
+            )
+    return units
+
+
+def category_scores(
+    category: np.ndarray, asked: np.ndarray, right: np.ndarray
+) -> dict[str, tuple[float, float]]:
+    """Category -> (acc, acc+) in percent, from per-image question and right counts."""
+    scores = {}
+    for cat in np.unique(category):
+        mask = category == cat
+        acc = percent(right[mask].sum(), asked[mask].sum())
+        scores[str(cat)] = (acc, percent(np.sum(right[mask] == asked[mask]), mask.sum()))
+    return scores
+
+
+def score_mme(annotations: Path | str, predictions: Path | str) -> dict[str, float | int]:
+    """Score an MME answer file.
+
+    Args:
+        annotations: Directory of ``<category>.txt`` ground-truth files.
+        predictions: LLaVA answer file with ids from :func:`mme_question_id`.
+
+    Returns:
+        ``<category>/acc``, ``<category>/acc_plus``, ``<category>/score``, ``perception`` and
+        ``cognition`` (when present), ``n_questions``, ``n_predictions``, ``n_missing``,
+        ``n_other`` (answers that are neither yes nor no).
+
+    Raises:
+        ValueError: On malformed files or a prediction for an unknown id.
+    """
+    units = mme_units(annotations, predictions)
+    columns = {k: np.array([u[k] for u in units]) for k in ("category", "asked", "right")}
+    result: dict[str, float | int] = {}
+    for cat, (acc, acc_plus) in category_scores(**columns).items():
         result.update(
             {f"{cat}/acc": acc, f"{cat}/acc_plus": acc_plus, f"{cat}/score": acc + acc_plus}
         )
     for name, group in (("perception", PERCEPTION), ("cognition", COGNITION)):
-        present = [cat for cat in group if cat in gold]
+        present = [cat for cat in group if f"{cat}/score" in result]
         if present:
             result[name] = sum(result[f"{cat}/score"] for cat in present)
-    result.update(
-        {
-            "n_questions": n_questions,
-            "n_predictions": answered,
-            "n_missing": n_questions - answered,
-            "n_other": other,
-        }
-    )
-    return result
+    n_questions = sum(u["asked"] for u in units)
+    answered = sum(u["answered"] for u in units)
+    return result | {
+        "n_questions": n_questions,
+        "n_predictions": answered,
+        "n_missing": n_questions - answered,
+        "n_other": sum(u["other"] for u in units),
+    }
+
+
+def mme_headline(columns: Mapping[str, np.ndarray]) -> float:
+    """``score_mme``'s headline (perception: the sum of acc + acc+ over its categories)."""
+    scores = category_scores(columns["category"], columns["asked"], columns["right"])
+    return float(sum(sum(scores[cat]) for cat in PERCEPTION if cat in scores))
 
 
 def write_mme(directory: Path | str, records: Iterable[Mapping[str, Any]]) -> Path:

@@ -28,6 +28,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from msl_ablate.evaluation.scoring.files import (
     as_question_id,
     iter_jsonl,
@@ -35,6 +37,7 @@ from msl_ablate.evaluation.scoring.files import (
     require,
     write_jsonl,
 )
+from msl_ablate.evaluation.scoring.metrics import Unit, coverage
 from msl_ablate.evaluation.scoring.predictions import load_predictions
 
 FILE_PREFIX = "coco_pope_"
@@ -125,6 +128,36 @@ def binary_metrics(labels: list[str], preds: list[str | None]) -> dict[str, floa
     }
 
 
+def pope_units(
+    annotations: Path | str, predictions: Path | str, *, split: str | None = None
+) -> list[Unit]:
+    """One unit per question: its split, label and parsed answer (None without an answer).
+
+    Raises:
+        ValueError: On malformed files, an unknown split, or a prediction for an unknown id.
+    """
+    files = _split_files(Path(annotations))
+    labels = {name: read_pope_split(path) for name, path in files.items()}
+    preds = load_predictions(predictions)
+    known = {pope_question_id(s, q) for s, split_labels in labels.items() for q in split_labels}
+    preds.check_known(known, expected="'<split>/<question_id>' with split in " + str(sorted(files)))
+    if split is not None and split not in labels:
+        raise ValueError(f"{annotations}: no POPE split {split!r} (splits: {sorted(labels)})")
+    units = []
+    for name in [split] if split is not None else sorted(labels):
+        for qid, label in labels[name].items():
+            text = preds.texts.get(pope_question_id(name, qid))
+            units.append(
+                {
+                    "unit": pope_question_id(name, qid),
+                    "split": name,
+                    "label": label,
+                    "pred": None if text is None else parse_yes_no(text),
+                }
+            )
+    return units
+
+
 def score_pope(
     annotations: Path | str, predictions: Path | str, *, split: str | None = None
 ) -> dict[str, float | int]:
@@ -142,33 +175,32 @@ def score_pope(
     Raises:
         ValueError: On malformed files, an unknown split, or a prediction for an unknown id.
     """
-    files = _split_files(Path(annotations))
-    labels = {name: read_pope_split(path) for name, path in files.items()}
-    preds = load_predictions(predictions)
-    known = {pope_question_id(s, q) for s, split_labels in labels.items() for q in split_labels}
-    preds.check_known(known, expected="'<split>/<question_id>' with split in " + str(sorted(files)))
-    if split is not None and split not in labels:
-        raise ValueError(f"{annotations}: no POPE split {split!r} (splits: {sorted(labels)})")
-
+    units = pope_units(annotations, predictions, split=split)
     result: dict[str, float | int] = {}
     per_split = []
-    n_questions = answered = 0
-    for name in [split] if split is not None else sorted(labels):
-        gold = list(labels[name].values())
-        texts = [preds.texts.get(pope_question_id(name, q)) for q in labels[name]]
-        parsed = [None if t is None else parse_yes_no(t) for t in texts]
-        metrics = binary_metrics(gold, parsed)
+    for name in sorted({u["split"] for u in units}):
+        in_split = [u for u in units if u["split"] == name]
+        metrics = binary_metrics([u["label"] for u in in_split], [u["pred"] for u in in_split])
         per_split.append(metrics)
         result.update({f"{name}/{key}": value for key, value in metrics.items()})
-        result[f"{name}/n_questions"] = len(gold)
-        n_questions += len(gold)
-        answered += sum(1 for t in texts if t is not None)
+        result[f"{name}/n_questions"] = len(in_split)
     for key in METRICS:
         result[key] = sum(m[key] for m in per_split) / len(per_split)
-    result.update(
-        {"n_questions": n_questions, "n_predictions": answered, "n_missing": n_questions - answered}
-    )
-    return result
+    answered = sum(1 for u in units if u["pred"] is not None)
+    return result | coverage(len(units), answered)
+
+
+def pope_headline(columns: Mapping[str, np.ndarray]) -> float:
+    """``score_pope``'s headline (F1 averaged over the splits) from unit columns."""
+    f1s = []
+    for name in np.unique(columns["split"]):
+        mask = columns["split"] == name
+        label, pred = columns["label"][mask], columns["pred"][mask]
+        tp = np.sum((label == "yes") & (pred == "yes"))
+        precision = percent(tp, np.sum(pred == "yes"))
+        recall = percent(tp, np.sum(label == "yes"))
+        f1s.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+    return float(np.mean(f1s)) if f1s else 0.0
 
 
 def write_pope(directory: Path | str, records: Iterable[Mapping[str, Any]]) -> Path:

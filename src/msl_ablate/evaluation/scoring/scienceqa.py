@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from msl_ablate.evaluation.scoring.files import load_json, require, write_json
-from msl_ablate.evaluation.scoring.metrics import coverage, summarize
+from msl_ablate.evaluation.scoring.metrics import Unit, mean_metrics
 from msl_ablate.evaluation.scoring.predictions import load_predictions
 
 PROBLEMS_FILE = "problems.json"
@@ -71,6 +71,52 @@ def _resolve(annotations: Path) -> tuple[Path, Path]:
     return problems, problems.with_name(SPLITS_FILE)
 
 
+def sqa_img_units(
+    annotations: Path | str, predictions: Path | str, *, split: str = "test"
+) -> list[Unit]:
+    """One unit per image problem of the split: the parsed choice right or not, its subject.
+
+    Raises:
+        ValueError: On malformed files, an unknown split, or a prediction for an unknown
+            problem id.
+    """
+    problems_path, splits_path = _resolve(Path(annotations))
+    problems = load_json(problems_path)
+    splits = load_json(splits_path)
+    if not isinstance(problems, dict):
+        raise ValueError(f"{problems_path}: expected a JSON object keyed by problem id")
+    if not isinstance(splits, dict) or split not in splits:
+        known = sorted(splits) if isinstance(splits, dict) else []
+        raise ValueError(f"{splits_path}: no split {split!r} (splits: {known})")
+    preds = load_predictions(predictions)
+    preds.check_known(problems.keys(), expected=f"a problem id of {problems_path.name}")
+
+    units = []
+    for pid in map(str, splits[split]):
+        where = f"{problems_path}: problem {pid!r}"
+        prob = problems.get(pid)
+        if prob is None:
+            raise ValueError(f"{splits_path}: split {split!r} lists unknown problem {pid!r}")
+        if not require(prob, "image", where):
+            continue  # sqa_img scores only problems with an image
+        choices = require(prob, "choices", where)
+        answer = require(prob, "answer", where)
+        if not isinstance(choices, list) or not isinstance(answer, int):
+            raise ValueError(f"{where}: expected 'choices' list and integer 'answer'")
+        text = preds.texts.get(pid)
+        chosen = None if text is None else parse_choice(text, len(choices))
+        units.append(
+            {
+                "unit": pid,
+                "score": float(chosen == answer),
+                "groups": [prob.get("subject")],
+                "answered": text is not None,
+                "unparsed": text is not None and chosen is None,
+            }
+        )
+    return units
+
+
 def score_sqa_img(
     annotations: Path | str, predictions: Path | str, *, split: str = "test"
 ) -> dict[str, float | int]:
@@ -90,42 +136,8 @@ def score_sqa_img(
         ValueError: On malformed files, an unknown split, or a prediction for an unknown
             problem id.
     """
-    problems_path, splits_path = _resolve(Path(annotations))
-    problems = load_json(problems_path)
-    splits = load_json(splits_path)
-    if not isinstance(problems, dict):
-        raise ValueError(f"{problems_path}: expected a JSON object keyed by problem id")
-    if not isinstance(splits, dict) or split not in splits:
-        known = sorted(splits) if isinstance(splits, dict) else []
-        raise ValueError(f"{splits_path}: no split {split!r} (splits: {known})")
-    preds = load_predictions(predictions)
-    preds.check_known(problems.keys(), expected=f"a problem id of {problems_path.name}")
-
-    items = []
-    answered = unparsed = 0
-    for pid in map(str, splits[split]):
-        where = f"{problems_path}: problem {pid!r}"
-        prob = problems.get(pid)
-        if prob is None:
-            raise ValueError(f"{splits_path}: split {split!r} lists unknown problem {pid!r}")
-        if not require(prob, "image", where):
-            continue  # sqa_img scores only problems with an image
-        choices = require(prob, "choices", where)
-        answer = require(prob, "answer", where)
-        if not isinstance(choices, list) or not isinstance(answer, int):
-            raise ValueError(f"{where}: expected 'choices' list and integer 'answer'")
-        text = preds.texts.get(pid)
-        chosen = None
-        if text is not None:
-            answered += 1
-            chosen = parse_choice(text, len(choices))
-            unparsed += chosen is None
-        items.append((float(chosen == answer), (prob.get("subject"),)))
-    return {
-        **summarize(items),
-        **coverage(len(items), answered),
-        "n_unparsed": unparsed,
-    }
+    units = sqa_img_units(annotations, predictions, split=split)
+    return {**mean_metrics(units), "n_unparsed": sum(1 for u in units if u["unparsed"])}
 
 
 def write_scienceqa(directory: Path | str, records: Iterable[Mapping[str, Any]]) -> Path:

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from msl_ablate.evaluation.scoring.files import as_question_id, load_json, require, write_json
+from msl_ablate.evaluation.scoring.metrics import Unit, mean_metrics
 from msl_ablate.evaluation.scoring.predictions import load_predictions
 from msl_ablate.evaluation.scoring.vqa_accuracy import (
     NUM_ANNOTATORS,
     VQAQuestion,
-    score_vqa_questions,
+    vqa_units,
 )
 
 
@@ -80,8 +81,12 @@ def score_textvqa(annotations: Path | str, predictions: Path | str) -> dict[str,
     Raises:
         ValueError: On malformed files or a prediction for an unknown question.
     """
-    questions = read_textvqa_annotations(annotations)
-    return score_vqa_questions(questions, load_predictions(predictions))
+    return mean_metrics(textvqa_units(annotations, predictions))
+
+
+def textvqa_units(annotations: Path | str, predictions: Path | str) -> list[Unit]:
+    """One unit per question (``vqa_units``): what the paired bootstrap resamples."""
+    return vqa_units(read_textvqa_annotations(annotations), load_predictions(predictions))
 
 
 def write_textvqa(path: Path | str, records: Iterable[Mapping[str, Any]]) -> Path:

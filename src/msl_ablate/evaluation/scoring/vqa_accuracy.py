@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from msl_ablate.evaluation.scoring.metrics import coverage, summarize
+from msl_ablate.evaluation.scoring.metrics import Unit
 from msl_ablate.evaluation.scoring.normalize import normalize_answer
 from msl_ablate.evaluation.scoring.predictions import Predictions
 
@@ -63,28 +63,24 @@ def vqa_accuracy(prediction: str, gt_answers: Sequence[str]) -> float:
     return total / len(gts)
 
 
-def score_vqa_questions(
+def vqa_units(
     questions: Sequence[VQAQuestion], predictions: Predictions, *, expected_id: str = ""
-) -> dict[str, float | int]:
-    """Score predictions against VQA-style questions.
-
-    Args:
-        questions: All questions of the benchmark.
-        predictions: The answers; questions without one score 0 and count as missing.
-        expected_id: Hint on the id format for the unknown-id error message.
-
-    Returns:
-        ``accuracy`` and ``accuracy/<answer_type>`` in percent, plus ``n_questions``,
-        ``n_predictions`` and ``n_missing``.
+) -> list[Unit]:
+    """One unit per question: its VQA accuracy (0 without an answer) and answer type.
 
     Raises:
         ValueError: If a prediction's question id matches no question.
     """
     predictions.check_known({q.question_id for q in questions}, expected=expected_id)
-    items = []
+    units = []
     for q in questions:
         text = predictions.texts.get(q.question_id)
-        score = 0.0 if text is None else vqa_accuracy(text, q.answers)
-        items.append((score, (q.answer_type,)))
-    answered = sum(1 for q in questions if q.question_id in predictions.texts)
-    return {**summarize(items), **coverage(len(questions), answered)}
+        units.append(
+            {
+                "unit": q.question_id,
+                "score": 0.0 if text is None else vqa_accuracy(text, q.answers),
+                "groups": [q.answer_type],
+                "answered": text is not None,
+            }
+        )
+    return units

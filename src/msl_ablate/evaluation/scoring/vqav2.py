@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from msl_ablate.evaluation.scoring.files import as_question_id, load_json, require, write_json
+from msl_ablate.evaluation.scoring.metrics import Unit, mean_metrics
 from msl_ablate.evaluation.scoring.predictions import load_predictions
 from msl_ablate.evaluation.scoring.vqa_accuracy import (
     NUM_ANNOTATORS,
     VQAQuestion,
-    score_vqa_questions,
+    vqa_units,
 )
 
 
@@ -83,8 +84,12 @@ def score_vqav2(annotations: Path | str, predictions: Path | str) -> dict[str, f
     Raises:
         ValueError: On malformed files or a prediction for an unknown question.
     """
-    questions = read_vqav2_annotations(annotations)
-    return score_vqa_questions(questions, load_predictions(predictions))
+    return mean_metrics(vqav2_units(annotations, predictions))
+
+
+def vqav2_units(annotations: Path | str, predictions: Path | str) -> list[Unit]:
+    """One unit per question (``vqa_units``): what the paired bootstrap resamples."""
+    return vqa_units(read_vqav2_annotations(annotations), load_predictions(predictions))
 
 
 def write_vqav2(
