@@ -14,6 +14,7 @@ COMMANDS = {
     "status": ("msl_ablate.commands.status", "[overrides]   where each job of a sweep stands: done/running/failed/todo, stages, artifacts"),
     "zoo": ("msl_ablate.commands.zoo", "build|list [--only a,b]  pretrain the tiny zoo (conf/zoo) / print its cards"),
     "results": ("msl_ablate.commands.results", "[--rebuild]    print the results store (rebuilt from MLflow with --rebuild)"),
+    "report": ("msl_ablate.commands.report", "STUDY|--all   a study's table, differences, figure and findings (sweeps/*.yaml)"),
 }  # fmt: skip
 USAGE = "usage: msl-ablate <command> [args]\n\ncommands:\n" + "\n".join(
     f"  {name} {text}" for name, (_, text) in COMMANDS.items()

@@ -270,8 +270,44 @@ class PathsConfig:
 
 
 @dataclass
+class FindingConfig:
+    """One of the paper's findings, as a test on a study's cells (``results/findings.py``).
+
+    ``test``: ``best`` (the best cell overall is one of ``cells``), ``similar`` (no paired
+    difference between ``cells`` exceeds its interval), ``better`` (``cells[0]`` beats
+    ``cells[1]`` beyond the interval); on ``benchmarks`` (table labels; empty: all).
+    """
+
+    claim: str = MISSING
+    test: str = MISSING
+    cells: list[str] = field(default_factory=list)
+    benchmarks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ReportConfig:
+    """What ``msl-ablate report`` makes of a study (sweeps/*.yaml): which axis is compared,
+    against which cell, how it is drawn, and what the paper found."""
+
+    title: str = MISSING
+    axis: str = MISSING  # the store column that varies: lm, vision, strategy, image_size
+    plot: str = "bars"  # bars (choices) | lines (an ordered axis, e.g. resolution)
+    reference: str | None = None  # the cell every other is compared with (paired bootstrap)
+    paper_order: list[str] = field(default_factory=list)  # the paper's ranking, best first
+    published: dict[str, str] = field(default_factory=dict)  # cell -> published row name
+    factors: dict[str, dict[str, str]] = field(default_factory=dict)  # factor -> cell -> level
+    findings: list[FindingConfig] = field(default_factory=list)
+
+
+@dataclass
 class TrainConfig:
     study: str = "adhoc"
+    scale: str = "custom"  # set by a scale preset: mini (CPU, tiny twins) or paper (clusters)
+    # The resolution axis: a key of `resolutions` (a scale preset's low/mid/high in pixels);
+    # null: the vision option's own image_size.
+    resolution: str | None = None
+    resolutions: dict[str, int] = field(default_factory=dict)
+    report: ReportConfig | None = None  # a study's report (sweeps/*.yaml)
     seed: int = 0
     optimized_metric: str | None = None  # the metric `train` returns to a Hydra sweeper
     offline_twins: bool = False  # load every checkpoint's tiny twin instead (offline proof)

@@ -36,6 +36,7 @@ from msl_ablate.evaluation.scoring.files import (
     write_json,
     write_jsonl,
 )
+from msl_ablate.evaluation.scoring.metrics import UNITS_FILE
 from msl_ablate.models.vlm import VisionLanguageModel
 from msl_ablate.utils.errors import DataError
 from msl_ablate.utils.logging import get_logger
@@ -49,7 +50,6 @@ CHANCE_ANSWERS_FILE = "chance_answers.jsonl"  # the last of the chance baseline'
 # between seeds on a 48-question mini benchmark; scoring is milliseconds per draw.
 CHANCE_DRAWS = 64
 METRICS_FILE = "metrics.json"
-UNITS_FILE = "units.jsonl"  # per-unit outcomes (scoring.metrics): one JSON line per unit
 SUBSET_FILE = "questions.json"  # the records asked when max_questions cuts a conversation file
 
 

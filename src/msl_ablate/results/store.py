@@ -204,6 +204,17 @@ def _columns(df: pd.DataFrame, label_of) -> pd.DataFrame:
     return df
 
 
+def headline_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of headline metrics, each with its table ``label`` (``POPE``) and ``column``
+    (the label, with ``@<protocol>`` when a benchmark was evaluated under several)."""
+    return _columns(df, _label)
+
+
+def ordered_columns(columns: set[str]) -> list[str]:
+    """Table columns in the paper's order (held-out first, then VQAv2 ... MMBench)."""
+    return _ordered(columns)
+
+
 def _ordered(columns: set[str]) -> list[str]:
     labels = [*HELDOUT_LABELS.values(), *(label for _, label in HEADLINE_METRICS.values())]
     rank = {label: i for i, label in enumerate(dict.fromkeys(labels))}

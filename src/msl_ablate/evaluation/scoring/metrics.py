@@ -20,6 +20,7 @@ from msl_ablate.evaluation.scoring.files import percent
 # One unit's outcome: ``unit`` (id), what the scorer needs (e.g. ``score``, ``groups``,
 # ``answered``), JSON-serialisable.
 Unit = dict[str, Any]
+UNITS_FILE = "units.jsonl"  # kept beside an answer file: one JSON line per unit
 
 
 def summarize(
