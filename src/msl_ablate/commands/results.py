@@ -16,7 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     """Print the results store; with ``--rebuild`` first rebuild it from MLflow alone."""
     parser = argparse.ArgumentParser(prog="msl-ablate results", description=main.__doc__)
     parser.add_argument(
-        "--rebuild", action="store_true", help="rebuild results/store.csv from MLflow"
+        "--rebuild",
+        action="store_true",
+        help="rebuild results/store.parquet (and its CSV export) from MLflow",
     )
     parser.add_argument(
         "overrides", nargs="*", help="config overrides (paths.root=..., tracking.*)"

@@ -20,10 +20,11 @@ TESTS = ("best", "similar", "better")
 
 @dataclass(frozen=True)
 class Verdict:
-    """A finding as it came out: ``reproduced`` (True/False) and what was measured."""
+    """A finding as it came out: ``reproduced`` (True/False; None: its cells were not all run)
+    and what was measured."""
 
     claim: str
-    reproduced: bool
+    reproduced: bool | None
     evidence: str
 
 
@@ -66,6 +67,9 @@ def check_finding(
         aliases: Names the finding may use for cells (e.g. ``high`` -> ``128``).
     """
     columns = _columns(study, benchmarks)
+    missing = [c for c in cells if (aliases or {}).get(c, c) not in study.cells]
+    if missing:
+        return Verdict(claim, None, f"not measured: no results for {missing}")
     named = _cells(study, cells, aliases or {})
     if test == "best":
         ranks = study.mean_ranks()
@@ -107,7 +111,8 @@ def findings_markdown(verdicts: Sequence[Verdict], ordering: tuple[list[str], fl
     """The findings section of a report."""
     lines = ["| finding | reproduced | measured |", "|---|---|---|"]
     for v in verdicts:
-        lines.append(f"| {v.claim} | {'yes' if v.reproduced else 'no'} | {v.evidence} |")
+        shown = {True: "yes", False: "no", None: "not measured"}[v.reproduced]
+        lines.append(f"| {v.claim} | {shown} | {v.evidence} |")
     if ordering is not None:
         measured, tau = ordering
         shown = "n/a" if math.isnan(tau) else f"{tau:+.2f}"

@@ -6,6 +6,9 @@ evaluation (``benchmark``, its ``protocol`` fingerprint, ``evaluation_key``), th
 its value. Results with different protocols are different rows, so they never share a table
 cell. ``rebuild`` recreates the file from the FINISHED evaluation runs alone; a store file
 that is missing or unreadable is rebuilt that way before anything is added to it.
+
+The store is a Parquet file (typed columns, fast to read), written atomically with a CSV export
+beside it (``store.csv``) for spreadsheets and ``grep``; the CSV is never read back.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-STORE_FILE = "store.csv"
+STORE_FILE = "store.parquet"
+CSV_EXPORT = "store.csv"  # written beside the store at every write
 KEY_COLUMNS = ["training_key", "evaluation_key", "metric"]
 COLUMNS = [
     "training_key", "evaluation_key", "benchmark", "protocol", "metric", "value",
@@ -82,8 +86,8 @@ def load(store_path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         return pd.DataFrame(columns=COLUMNS)
     try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        df = pd.read_parquet(path)
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
         raise StoreError(f"results store {path} is unreadable: {err}") from err
     missing = [c for c in KEY_COLUMNS + ["value"] if c not in df.columns]
     if missing:
@@ -95,7 +99,13 @@ def _write(df: pd.DataFrame, store_path: str | Path) -> None:
     df = df.reindex(columns=COLUMNS)
     df = df.sort_values(["study", "training_key", "benchmark", "protocol", "metric"],
                         kind="stable").reset_index(drop=True)  # fmt: skip
+    for column in ("seed", "value", "image_size"):
+        df[column] = pd.to_numeric(df[column])
+    for column in set(COLUMNS) - {"seed", "value", "image_size"}:  # one type per column
+        df[column] = df[column].map(lambda v: v if v is None or pd.isna(v) else str(v))
     with atomic_path(store_path) as tmp:
+        df.to_parquet(tmp, index=False)
+    with atomic_path(Path(store_path).with_name(CSV_EXPORT)) as tmp:
         df.to_csv(tmp, index=False)
 
 

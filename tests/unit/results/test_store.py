@@ -17,7 +17,7 @@ def _rows(training, evaluation, benchmark, protocol, values, scorer=None, strate
 
 
 def test_upsert_replaces_an_evaluations_rows_and_keeps_the_others(tmp_path):
-    path = tmp_path / "store.csv"
+    path = tmp_path / "store.parquet"
     store.upsert(path, _rows("t1", "e1", "pope", "p1", {"f1": 10.0, "accuracy": 11.0}))
     store.upsert(path, _rows("t2", "e2", "pope", "p1", {"f1": 20.0, "accuracy": 21.0}))
     df = store.upsert(path, _rows("t1", "e1", "pope", "p1", {"f1": 30.0, "accuracy": 31.0}))
@@ -29,7 +29,7 @@ def test_upsert_replaces_an_evaluations_rows_and_keeps_the_others(tmp_path):
 
 
 def test_two_protocols_of_one_benchmark_never_share_a_cell(tmp_path):
-    path = tmp_path / "store.csv"
+    path = tmp_path / "store.parquet"
     store.upsert(path, _rows("t1", "e1", "pope", "p1", {"f1": 10.0}))
     df = store.upsert(path, _rows("t1", "e2", "pope", "p2", {"f1": 50.0}))
     table = store.headline_table(df).set_index("training_key")
@@ -39,7 +39,7 @@ def test_two_protocols_of_one_benchmark_never_share_a_cell(tmp_path):
 
 
 def test_headline_table_orders_held_out_then_the_papers_benchmarks(tmp_path):
-    path = tmp_path / "store.csv"
+    path = tmp_path / "store.parquet"
     store.upsert(path, _rows("t1", "e1", "pope", "p", {"f1": 60.0, "precision": 1.0}))
     store.upsert(path, _rows("t1", "e2", "eval", "q", {"exact_match": 40.0,
                                                        "majority_baseline": 30.0,
@@ -54,14 +54,14 @@ def test_headline_table_orders_held_out_then_the_papers_benchmarks(tmp_path):
 
 @pytest.mark.parametrize("text", ["\x00\xff\xfe garbage", "a,b\n1,2\n", ""])
 def test_an_unreadable_store_is_a_clear_error(tmp_path, text):
-    path = tmp_path / "store.csv"
+    path = tmp_path / "store.parquet"
     path.write_bytes(text.encode("latin-1"))
     with pytest.raises(store.StoreError, match=str(path)):
         store.load(path)
 
 
 def test_summary_ends_with_the_chance_and_majority_answer_baselines(tmp_path):
-    path = tmp_path / "store.csv"
+    path = tmp_path / "store.parquet"
     store.upsert(
         path,
         _rows(
