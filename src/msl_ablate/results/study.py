@@ -20,6 +20,9 @@ from msl_ablate.results.statistics import (
     seed_interval,
 )
 from msl_ablate.results.store import baseline_row, headline_rows, ordered_columns
+from msl_ablate.utils.logging import get_logger
+
+log = get_logger(__name__)
 
 
 class StudyError(ValueError):
@@ -115,7 +118,8 @@ def load_study(store: pd.DataFrame, name: str, axis: str, order: Sequence[str] =
     if axis not in df.columns:
         raise StudyError(f"study {name}: unknown axis {axis!r} (store columns: {list(df.columns)})")
     rows = headline_rows(df)
-    rows = rows.assign(cell=rows[axis].map(_cell_name))
+    rows = rows[rows["metric"] != "majority_baseline"]  # a baseline beside the held-out score
+    rows = _one_training_per_seed(rows.assign(cell=rows[axis].map(_cell_name)), name)
     values = rows[["cell", "seed", "column", "scorer", "value", "evaluation_run_id"]]
     found = list(dict.fromkeys(values["cell"]))
     first = [str(c) for c in order if str(c) in found]
@@ -128,6 +132,18 @@ def load_study(store: pd.DataFrame, name: str, axis: str, order: Sequence[str] =
         values=values.reset_index(drop=True),
         chance=baseline_row(df, "chance"),
     )
+
+
+def _one_training_per_seed(rows: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Keep the newest evaluation of each (cell, seed, column): a study re-run with other
+    settings (budgets, data) under the same name must not pool old and new trainings."""
+    rows = rows.sort_values("evaluated_at") if "evaluated_at" in rows else rows
+    keep = rows.drop_duplicates(["cell", "seed", "column"], keep="last")
+    dropped = sorted(set(rows["training_key"]) - set(keep["training_key"]))
+    if dropped:
+        log.warning("Study %s: older trainings of the same cell and seed left out: %s",
+                    name, ", ".join(map(str, dropped)))  # fmt: skip
+    return keep
 
 
 def _cell_name(value) -> str:
