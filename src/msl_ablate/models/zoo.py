@@ -124,11 +124,17 @@ def save_hf_lm_twin(
     tokenizer.save_pretrained(out_dir)
 
 
+# Bump when code under pretrain/ changes what a recipe builds (objectives, corpora, tuning):
+# every member then gets a new folder instead of a stale one being reused.
+RECIPES_VERSION = 1
+
+
 def zoo_inputs() -> dict[str, Any]:
-    """What every zoo member depends on besides its own recipe: the tokenizer and the world."""
+    """What every zoo member depends on besides its own recipe: the tokenizer, the world and the
+    version of the pretraining code."""
     from msl_ablate.data.world import WORLD_VERSION
 
-    return {"tokenizer": tokenizer_recipe(), "world": WORLD_VERSION}
+    return {"tokenizer": tokenizer_recipe(), "world": WORLD_VERSION, "recipes": RECIPES_VERSION}
 
 
 def capped(twin: dict[str, Any], max_steps: int | None) -> dict[str, Any]:
