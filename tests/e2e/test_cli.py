@@ -6,7 +6,6 @@ DDP launcher starts rank 1 by re-running it, which fails if the CLI rewrote it.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,20 +14,12 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-SCRIPT = str(Path(sys.executable).parent / "msl-ablate")
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _run(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run(
-        [SCRIPT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def test_a_sweep_runs_one_job_per_point_and_tracks_each(tmp_path: Path, tiny_overrides):
+def test_a_sweep_runs_one_job_per_point_and_tracks_each(cli, tmp_path: Path, tiny_overrides):
     sweep = [*tiny_overrides, "eval.benchmarks=[pope]", "projector=linear,mlp2x_gelu", "seed=0"]
-    out = _run(
+    out = cli(
         ["train", "-m", "--config-dir", str(REPO / "sweeps"), "--config-name", "demo_projector",
          *sweep],
         cwd=tmp_path,
@@ -48,8 +39,8 @@ def test_a_sweep_runs_one_job_per_point_and_tracks_each(tmp_path: Path, tiny_ove
     assert df.groupby("benchmark")["training_key"].nunique().to_dict() == {"eval": 2, "pope": 2}
 
 
-def test_ddp_relaunches_the_command_on_two_cpu_processes(tmp_path: Path, tiny_overrides):
-    out = _run(
+def test_ddp_relaunches_the_command_on_two_cpu_processes(cli, tmp_path: Path, tiny_overrides):
+    out = cli(
         ["train", *tiny_overrides, "trainer.devices=2", "trainer.strategy=ddp",
          "tracking.enabled=false", "eval.benchmarks=[]", "eval.split=null"],
         cwd=tmp_path,

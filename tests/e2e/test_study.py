@@ -3,9 +3,6 @@ analysis notebook executed on it."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import jupytext
@@ -15,30 +12,22 @@ import pytest
 from nbclient import NotebookClient
 from PIL import Image
 
-SCRIPT = str(Path(sys.executable).parent / "msl-ablate")
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _run(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run(
-        [SCRIPT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory: pytest.TempPathFactory, tiny_overrides) -> Path:
+def swept(tmp_path_factory: pytest.TempPathFactory, tiny_overrides, cli) -> Path:
     """A folder where a small Figure-5 sweep ran: 2 strategies x 2 seeds, tiny budgets."""
     root = tmp_path_factory.mktemp("study")
     cells = "strategy=vfrozen_lmfull,vfrozen_lmlora"
     sweep = [*tiny_overrides, "eval.benchmarks=[gqa,pope]", cells, "seed=0,1"]
-    out = _run(["train", "-m", "--config-dir", str(REPO / "sweeps"), "--config-name",
+    out = cli(["train", "-m", "--config-dir", str(REPO / "sweeps"), "--config-name",
                 "fig5_optim", *sweep], cwd=root)  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     return root
 
 
-def test_a_figure_sweep_fills_the_store_and_its_report(swept: Path) -> None:
+def test_a_figure_sweep_fills_the_store_and_its_report(cli, swept: Path) -> None:
     tmp_path = swept
     store = pd.read_parquet(tmp_path / "results" / "store.parquet")
     study = store[store["study"] == "fig5_optim-mini"]
@@ -47,7 +36,7 @@ def test_a_figure_sweep_fills_the_store_and_its_report(swept: Path) -> None:
                                    for k in (0, 1)}  # fmt: skip
     assert set(study["benchmark"]) == {"eval", "gqa", "pope"}
 
-    out = _run(["report", "fig5_optim", "--resamples", "200"], cwd=tmp_path)
+    out = cli(["report", "fig5_optim", "--resamples", "200"], cwd=tmp_path)
 
     assert out.returncode == 0, out.stderr[-3000:]
     folder = tmp_path / "results" / "reports" / "fig5_optim-mini"

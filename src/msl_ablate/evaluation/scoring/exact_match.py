@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from msl_ablate.evaluation.scoring.files import load_json
-from msl_ablate.evaluation.scoring.metrics import Unit, mean_metrics, summarize
+from msl_ablate.evaluation.scoring.metrics import Unit, exact_units, mean_metrics, summarize
 from msl_ablate.evaluation.scoring.normalize import normalize_answer
 from msl_ablate.evaluation.scoring.predictions import load_predictions
 
@@ -81,19 +81,7 @@ def exact_match_units(
     refs = reference_answers(annotations)
     preds = load_predictions(predictions)
     preds.check_known({r.question_id for r in refs})
-    units = []
-    for ref in refs:
-        text = preds.texts.get(ref.question_id)
-        right = text is not None and normalize_answer(text) == normalize_answer(ref.answer)
-        units.append(
-            {
-                "unit": ref.question_id,
-                "score": float(right),
-                "groups": [ref.question_type],
-                "answered": text is not None,
-            }
-        )
-    return units
+    return exact_units(((r.question_id, r.answer, r.question_type) for r in refs), preds.texts)
 
 
 def score_exact_match(

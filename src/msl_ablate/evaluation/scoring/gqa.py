@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from msl_ablate.evaluation.scoring.files import load_json, require, write_json
-from msl_ablate.evaluation.scoring.metrics import Unit, mean_metrics
-from msl_ablate.evaluation.scoring.normalize import normalize_answer
+from msl_ablate.evaluation.scoring.metrics import Unit, exact_units, mean_metrics
 from msl_ablate.evaluation.scoring.predictions import load_predictions
 
 
@@ -81,19 +80,7 @@ def gqa_units(annotations: Path | str, predictions: Path | str) -> list[Unit]:
     questions = read_gqa_questions(annotations)
     preds = load_predictions(predictions)
     preds.check_known({q.question_id for q in questions})
-    units = []
-    for q in questions:
-        text = preds.texts.get(q.question_id)
-        right = text is not None and normalize_answer(text) == normalize_answer(q.answer)
-        units.append(
-            {
-                "unit": q.question_id,
-                "score": float(right),
-                "groups": [q.structural],
-                "answered": text is not None,
-            }
-        )
-    return units
+    return exact_units(((q.question_id, q.answer, q.structural) for q in questions), preds.texts)
 
 
 def score_gqa(annotations: Path | str, predictions: Path | str) -> dict[str, float | int]:

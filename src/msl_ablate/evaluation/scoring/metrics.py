@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from msl_ablate.evaluation.scoring.files import percent
+from msl_ablate.evaluation.scoring.normalize import normalize_answer
 
 # One unit's outcome: ``unit`` (id), what the scorer needs (e.g. ``score``, ``groups``,
 # ``answered``), JSON-serialisable.
@@ -78,6 +79,21 @@ def mean_metrics(units: Sequence[Unit], name: str = "accuracy") -> dict[str, flo
         **summarize(((u["score"], u["groups"]) for u in units), name),
         **coverage(len(units), sum(1 for u in units if u["answered"])),
     }
+
+
+def exact_units(
+    questions: Iterable[tuple[str, str, str | None]], texts: Mapping[str, str]
+) -> list[Unit]:
+    """One unit per ``(id, right answer, group)``: the answer in ``texts`` right or not after
+    the official normalisation (GQA, held-out exact match)."""
+    units = []
+    for qid, answer, group in questions:
+        text = texts.get(qid)
+        right = text is not None and normalize_answer(text) == normalize_answer(answer)
+        units.append(
+            {"unit": qid, "score": float(right), "groups": [group], "answered": text is not None}
+        )
+    return units
 
 
 def mean_headline(columns: Mapping[str, np.ndarray]) -> float:

@@ -1,0 +1,28 @@
+"""Fixtures of the end-to-end tests: the installed console script, run as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+SCRIPT = str(Path(sys.executable).parent / "msl-ablate")
+Cli = Callable[..., subprocess.CompletedProcess]
+
+
+@pytest.fixture(scope="session")
+def cli() -> Cli:
+    """``cli(args, cwd, timeout=600)``: run ``msl-ablate <args>`` in a subprocess (the real
+    ``sys.argv``, as Lightning's DDP relaunch needs), output captured."""
+
+    def run(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        return subprocess.run(
+            [SCRIPT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        )
+
+    return run
