@@ -8,6 +8,7 @@ built from the results store and the evaluations' per-unit outcomes in MLflow, i
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     args = parser.parse_args(argv)
     setup_console_logging()
+    # One artifact per evaluation is read: MLflow's per-download progress bars would flood.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     folder = args.sweeps_dir or sweeps_dir()
     if args.all:
         names, overrides = studies(folder), ([args.study] if args.study else []) + args.overrides

@@ -133,8 +133,9 @@ def write_report(
         effects = []
         for column in study.columns:
             frame = _factor_frame(study, dict(report.factors), column)
-            if frame["seed"].nunique() < 2 or any(frame[f].nunique() < 2 for f in report.factors):
-                continue  # no replicates, or a factor with one level: nothing to test
+            if (frame["seed"].nunique() < 2 or frame["value"].nunique() < 2
+                    or any(frame[f].nunique() < 2 for f in report.factors)):  # fmt: skip
+                continue  # no replicates, a constant result or a one-level factor: no test
             anova = factorial_effects(frame, list(report.factors))
             effects.append(anova["PR(>F)"].rename(column))
         if effects:

@@ -8,6 +8,7 @@ statsmodels the factorial analysis of variance; this module only arranges the da
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -152,8 +153,10 @@ def factorial_effects(df: pd.DataFrame, factors: Sequence[str], response: str = 
     from statsmodels.stats.anova import anova_lm
 
     terms = " * ".join(f"C(Q('{f}'))" for f in factors)
-    model = ols(f"Q('{response}') ~ {terms}", data=df).fit()
-    table = anova_lm(model, typ=2)
+    with warnings.catch_warnings():  # a constant benchmark (all 0) gives F = 0/0: p is NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        model = ols(f"Q('{response}') ~ {terms}", data=df).fit()
+        table = anova_lm(model, typ=2)
     table.index = [_effect_name(name, factors) for name in table.index]
     return table
 
