@@ -28,7 +28,7 @@ from msl_ablate.data.tokens import IMAGE_TOKEN
 from msl_ablate.evaluation.generate import generate_answers
 from msl_ablate.evaluation.headline import HEADLINE_METRICS
 from msl_ablate.evaluation.oracle import frequent_answers, guess_pools
-from msl_ablate.evaluation.scoring.benchmarks import EXPORTS, UNITS, score
+from msl_ablate.evaluation.scoring.benchmarks import EXPORTS, score, score_with_units
 from msl_ablate.evaluation.scoring.files import (
     as_question_id,
     iter_jsonl,
@@ -291,8 +291,7 @@ def evaluate_benchmark(
     if spec.scorer is not None:
         annotations = _annotations(spec, out_dir, asked)
         try:
-            raw = score(spec.scorer, annotations, answers_path, **spec.options)
-            units = UNITS[spec.scorer](annotations, answers_path, **spec.options)
+            raw, units = score_with_units(spec.scorer, annotations, answers_path, **spec.options)
         except ValueError as err:
             raise DataError(f"benchmark {spec.name!r}: {err}") from err
         if spec.scorer != "exact_match":  # held-out exact match brings its own baseline

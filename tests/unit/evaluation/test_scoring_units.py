@@ -11,7 +11,7 @@ import pytest
 from msl_ablate.evaluation.headline import HEADLINE_METRICS
 from msl_ablate.evaluation.oracle import guess_pools, oracle_answers
 from msl_ablate.evaluation.scoring import score
-from msl_ablate.evaluation.scoring.benchmarks import HEADLINES_FROM_UNITS, UNITS
+from msl_ablate.evaluation.scoring.benchmarks import HEADLINES_FROM_UNITS, UNITS, score_with_units
 from msl_ablate.evaluation.scoring.predictions import write_predictions
 from msl_ablate.evaluation.suite import annotations_path, generate_suite
 
@@ -52,6 +52,7 @@ def test_headline_from_units_is_the_scorers(suite: Path, benchmark: str, tmp_pat
         predictions = write_predictions(tmp_path / f"answers{seed}.jsonl", answers)
         metrics = score(benchmark, annotations, predictions, **options)
         units = UNITS[benchmark](annotations, predictions, **options)
+        assert score_with_units(benchmark, annotations, predictions, **options) == (metrics, units)
 
         headline = metrics[HEADLINE_METRICS[benchmark][0]]
         assert 0 < headline < (1000 if benchmark == "mme" else 100)  # neither perfect nor null

@@ -7,7 +7,7 @@ parameters (``split`` for ``sqa_img`` and ``pope``, ``baseline`` for ``exact_mat
 module's docstring for the file layouts and id conventions.
 
 ``UNITS[name]`` takes the same arguments and returns the per-unit outcomes the scorer's metrics
-are built from; ``HEADLINES_FROM_UNITS[name]`` recomputes the headline metric from their columns
+are built from (``METRICS_FROM_UNITS[name]``); ``HEADLINES_FROM_UNITS[name]`` recomputes the headline metric from their columns
 (numpy arrays), so a resample of units (the paired bootstrap) gives the scorer's own number.
 """
 
@@ -20,13 +20,22 @@ from typing import Any
 
 import numpy as np
 
-from msl_ablate.evaluation.scoring.exact_match import exact_match_units, score_exact_match
+from msl_ablate.evaluation.scoring.exact_match import (
+    exact_match_metrics,
+    exact_match_units,
+    score_exact_match,
+)
 from msl_ablate.evaluation.scoring.gqa import gqa_units, score_gqa
-from msl_ablate.evaluation.scoring.metrics import Unit, mean_headline
-from msl_ablate.evaluation.scoring.mmbench import mmbench_units, score_mmbench
-from msl_ablate.evaluation.scoring.mme import mme_headline, mme_units, score_mme
-from msl_ablate.evaluation.scoring.pope import pope_headline, pope_units, score_pope
-from msl_ablate.evaluation.scoring.scienceqa import score_sqa_img, sqa_img_units
+from msl_ablate.evaluation.scoring.metrics import Unit, mean_headline, mean_metrics
+from msl_ablate.evaluation.scoring.mmbench import mmbench_metrics, mmbench_units, score_mmbench
+from msl_ablate.evaluation.scoring.mme import mme_headline, mme_metrics, mme_units, score_mme
+from msl_ablate.evaluation.scoring.pope import (
+    pope_headline,
+    pope_metrics,
+    pope_units,
+    score_pope,
+)
+from msl_ablate.evaluation.scoring.scienceqa import score_sqa_img, sqa_img_metrics, sqa_img_units
 from msl_ablate.evaluation.scoring.textvqa import score_textvqa, textvqa_units
 from msl_ablate.evaluation.scoring.vqav2 import score_vqav2, vqav2_units
 
@@ -52,6 +61,14 @@ UNITS: dict[str, Callable[..., list[Unit]]] = {
     "mmbench": mmbench_units,
     "exact_match": exact_match_units,
 }
+METRICS_FROM_UNITS: dict[str, Callable[[list[Unit]], dict[str, Any]]] = {
+    **{name: mean_metrics for name in ("vqav2", "textvqa", "gqa")},
+    "sqa_img": sqa_img_metrics,
+    "pope": pope_metrics,
+    "mme": mme_metrics,
+    "mmbench": mmbench_metrics,
+    "exact_match": exact_match_metrics,
+}
 HEADLINES_FROM_UNITS: dict[str, Callable[[Mapping[str, np.ndarray]], float]] = {
     **{name: mean_headline for name in UNITS},
     "pope": pope_headline,
@@ -71,6 +88,14 @@ def option_problem(benchmark: str, options: dict[str, Any]) -> str | None:
     return None
 
 
+def _check(benchmark: str, options: dict[str, Any]) -> None:
+    if benchmark not in SCORERS:
+        raise ValueError(f"unknown benchmark {benchmark!r} (known: {sorted(SCORERS)})")
+    problem = option_problem(benchmark, options)
+    if problem:
+        raise ValueError(problem)
+
+
 def score(
     benchmark: str, annotations: Path | str, predictions: Path | str, **options: Any
 ) -> dict[str, Any]:
@@ -88,9 +113,14 @@ def score(
     Raises:
         ValueError: For an unknown benchmark or option, malformed files or unknown ids.
     """
-    if benchmark not in SCORERS:
-        raise ValueError(f"unknown benchmark {benchmark!r} (known: {sorted(SCORERS)})")
-    problem = option_problem(benchmark, options)
-    if problem:
-        raise ValueError(problem)
+    _check(benchmark, options)
     return SCORERS[benchmark](annotations, predictions, **options)
+
+
+def score_with_units(
+    benchmark: str, annotations: Path | str, predictions: Path | str, **options: Any
+) -> tuple[dict[str, Any], list[Unit]]:
+    """``score`` and the units its metrics are built from, reading the files once."""
+    _check(benchmark, options)
+    units = UNITS[benchmark](annotations, predictions, **options)
+    return METRICS_FROM_UNITS[benchmark](units), units

@@ -71,9 +71,9 @@ def majority_answers(refs: list[Reference]) -> dict[str | None, str]:
 def exact_match_units(
     annotations: Path | str, predictions: Path | str, baseline: Path | str | None = None
 ) -> list[Unit]:
-    """One unit per record: its normalised answer right or not, its question type.
-
-    ``baseline`` is accepted (and ignored) so the scorer's options apply here too.
+    """One unit per record: its normalised answer right or not, its question type; with
+    ``baseline``, also whether the baseline's majority answer for its type is right
+    (``baseline_score``).
 
     Raises:
         ValueError: Malformed files, a record without an answer, or an unknown prediction id.
@@ -81,7 +81,22 @@ def exact_match_units(
     refs = reference_answers(annotations)
     preds = load_predictions(predictions)
     preds.check_known({r.question_id for r in refs})
-    return exact_units(((r.question_id, r.answer, r.question_type) for r in refs), preds.texts)
+    units = exact_units(((r.question_id, r.answer, r.question_type) for r in refs), preds.texts)
+    if baseline is not None:
+        majority = majority_answers(reference_answers(baseline))
+        for unit, ref in zip(units, refs, strict=True):
+            right = majority.get(ref.question_type) == normalize_answer(ref.answer)
+            unit["baseline_score"] = float(right)
+    return units
+
+
+def exact_match_metrics(units: list[Unit]) -> dict[str, float | int]:
+    """``score_exact_match``'s metrics from its units (``exact_match_units``)."""
+    metrics = mean_metrics(units, "exact_match")
+    if units and "baseline_score" in units[0]:
+        guesses = ((u["baseline_score"], u["groups"]) for u in units)
+        metrics |= summarize(guesses, "majority_baseline")
+    return metrics
 
 
 def score_exact_match(
@@ -102,13 +117,4 @@ def score_exact_match(
     Raises:
         ValueError: Malformed files, a record without an answer, or an unknown prediction id.
     """
-    refs = reference_answers(annotations)
-    metrics = mean_metrics(exact_match_units(annotations, predictions), "exact_match")
-    if baseline is not None:
-        majority = majority_answers(reference_answers(baseline))
-        guesses = [
-            (float(majority.get(r.question_type) == normalize_answer(r.answer)), (r.question_type,))
-            for r in refs
-        ]
-        metrics |= summarize(guesses, "majority_baseline")
-    return metrics
+    return exact_match_metrics(exact_match_units(annotations, predictions, baseline))

@@ -164,6 +164,16 @@ def mmbench_units(annotations: Path | str, predictions: Path | str) -> list[Unit
     return units
 
 
+def mmbench_metrics(units: list[Unit]) -> dict[str, float | int]:
+    """``score_mmbench``'s metrics from its units (``mmbench_units``)."""
+    answered = sum(u["copies_answered"] for u in units)
+    return {
+        **summarize(((u["score"], u["groups"]) for u in units), name="circular_accuracy"),
+        "n_groups": len(units),
+        **coverage(sum(u["copies"] for u in units), answered),
+    }
+
+
 def score_mmbench(annotations: Path | str, predictions: Path | str) -> dict[str, float | int]:
     """Score an MMBench answer file with circular evaluation.
 
@@ -179,13 +189,7 @@ def score_mmbench(annotations: Path | str, predictions: Path | str) -> dict[str,
     Raises:
         ValueError: On a malformed TSV or a prediction for an unknown index.
     """
-    units = mmbench_units(annotations, predictions)
-    answered = sum(u["copies_answered"] for u in units)
-    return {
-        **summarize(((u["score"], u["groups"]) for u in units), name="circular_accuracy"),
-        "n_groups": len(units),
-        **coverage(sum(u["copies"] for u in units), answered),
-    }
+    return mmbench_metrics(mmbench_units(annotations, predictions))
 
 
 def circular_copies(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

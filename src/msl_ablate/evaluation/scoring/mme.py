@@ -143,22 +143,8 @@ def category_scores(
     return scores
 
 
-def score_mme(annotations: Path | str, predictions: Path | str) -> dict[str, float | int]:
-    """Score an MME answer file.
-
-    Args:
-        annotations: Directory of ``<category>.txt`` ground-truth files.
-        predictions: LLaVA answer file with ids from :func:`mme_question_id`.
-
-    Returns:
-        ``<category>/acc``, ``<category>/acc_plus``, ``<category>/score``, ``perception`` and
-        ``cognition`` (when present), ``n_questions``, ``n_predictions``, ``n_missing``,
-        ``n_other`` (answers that are neither yes nor no).
-
-    Raises:
-        ValueError: On malformed files or a prediction for an unknown id.
-    """
-    units = mme_units(annotations, predictions)
+def mme_metrics(units: list[Unit]) -> dict[str, float | int]:
+    """``score_mme``'s metrics from its units (``mme_units``)."""
     columns = {k: np.array([u[k] for u in units]) for k in ("category", "asked", "right")}
     result: dict[str, float | int] = {}
     for cat, (acc, acc_plus) in category_scores(**columns).items():
@@ -177,6 +163,24 @@ def score_mme(annotations: Path | str, predictions: Path | str) -> dict[str, flo
         "n_missing": n_questions - answered,
         "n_other": sum(u["other"] for u in units),
     }
+
+
+def score_mme(annotations: Path | str, predictions: Path | str) -> dict[str, float | int]:
+    """Score an MME answer file.
+
+    Args:
+        annotations: Directory of ``<category>.txt`` ground-truth files.
+        predictions: LLaVA answer file with ids from :func:`mme_question_id`.
+
+    Returns:
+        ``<category>/acc``, ``<category>/acc_plus``, ``<category>/score``, ``perception`` and
+        ``cognition`` (when present), ``n_questions``, ``n_predictions``, ``n_missing``,
+        ``n_other`` (answers that are neither yes nor no).
+
+    Raises:
+        ValueError: On malformed files or a prediction for an unknown id.
+    """
+    return mme_metrics(mme_units(annotations, predictions))
 
 
 def mme_headline(columns: Mapping[str, np.ndarray]) -> float:

@@ -158,6 +158,22 @@ def pope_units(
     return units
 
 
+def pope_metrics(units: list[Unit]) -> dict[str, float | int]:
+    """``score_pope``'s metrics from its units (``pope_units``)."""
+    result: dict[str, float | int] = {}
+    per_split = []
+    for name in sorted({u["split"] for u in units}):
+        in_split = [u for u in units if u["split"] == name]
+        metrics = binary_metrics([u["label"] for u in in_split], [u["pred"] for u in in_split])
+        per_split.append(metrics)
+        result.update({f"{name}/{key}": value for key, value in metrics.items()})
+        result[f"{name}/n_questions"] = len(in_split)
+    for key in METRICS:
+        result[key] = sum(m[key] for m in per_split) / len(per_split)
+    answered = sum(1 for u in units if u["pred"] is not None)
+    return result | coverage(len(units), answered)
+
+
 def score_pope(
     annotations: Path | str, predictions: Path | str, *, split: str | None = None
 ) -> dict[str, float | int]:
@@ -175,19 +191,7 @@ def score_pope(
     Raises:
         ValueError: On malformed files, an unknown split, or a prediction for an unknown id.
     """
-    units = pope_units(annotations, predictions, split=split)
-    result: dict[str, float | int] = {}
-    per_split = []
-    for name in sorted({u["split"] for u in units}):
-        in_split = [u for u in units if u["split"] == name]
-        metrics = binary_metrics([u["label"] for u in in_split], [u["pred"] for u in in_split])
-        per_split.append(metrics)
-        result.update({f"{name}/{key}": value for key, value in metrics.items()})
-        result[f"{name}/n_questions"] = len(in_split)
-    for key in METRICS:
-        result[key] = sum(m[key] for m in per_split) / len(per_split)
-    answered = sum(1 for u in units if u["pred"] is not None)
-    return result | coverage(len(units), answered)
+    return pope_metrics(pope_units(annotations, predictions, split=split))
 
 
 def pope_headline(columns: Mapping[str, np.ndarray]) -> float:

@@ -117,6 +117,11 @@ def sqa_img_units(
     return units
 
 
+def sqa_img_metrics(units: list[Unit]) -> dict[str, float | int]:
+    """``score_sqa_img``'s metrics from its units (``sqa_img_units``)."""
+    return {**mean_metrics(units), "n_unparsed": sum(1 for u in units if u["unparsed"])}
+
+
 def score_sqa_img(
     annotations: Path | str, predictions: Path | str, *, split: str = "test"
 ) -> dict[str, float | int]:
@@ -136,8 +141,7 @@ def score_sqa_img(
         ValueError: On malformed files, an unknown split, or a prediction for an unknown
             problem id.
     """
-    units = sqa_img_units(annotations, predictions, split=split)
-    return {**mean_metrics(units), "n_unparsed": sum(1 for u in units if u["unparsed"])}
+    return sqa_img_metrics(sqa_img_units(annotations, predictions, split=split))
 
 
 def write_scienceqa(directory: Path | str, records: Iterable[Mapping[str, Any]]) -> Path:
