@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -37,7 +39,7 @@ from msl_ablate.config.compose import absolutize_paths, compose
 from msl_ablate.results import store
 from msl_ablate.results.figures import draw
 from msl_ablate.results.findings import check_finding, findings_markdown, ordering_agreement
-from msl_ablate.results.report import measured_table
+from msl_ablate.results.report import difference_text, measured_table
 from msl_ablate.results.study import load_study
 from msl_ablate.results.units import unit_table
 
@@ -80,8 +82,7 @@ plt.close("all")
 # %%
 reference = aliases.get(report.reference, report.reference) if report.reference else study.cells[0]
 diffs = study.differences(reference, units, n_resamples=RESAMPLES)
-display(Markdown(diffs.map(lambda d: f"{d.estimate:+.1f} [{d.low:+.1f}, {d.high:+.1f}]"
-                           + (" *" if d.excludes_zero else "")).to_markdown()))  # fmt: skip
+display(Markdown(diffs.map(difference_text).to_markdown()))
 
 # %% [markdown]
 # ## Reading the effects

@@ -37,14 +37,6 @@ def _columns(study: Study, benchmarks: Sequence[str]) -> list[str]:
     return list(benchmarks)
 
 
-def _cells(study: Study, cells: Sequence[str], aliases: Mapping[str, str]) -> list[str]:
-    named = [aliases.get(c, c) for c in cells]
-    unknown = [c for c in named if c not in study.cells]
-    if unknown:
-        raise StudyError(f"study {study.name}: finding names cells {unknown} not in {study.cells}")
-    return named
-
-
 def check_finding(
     study: Study,
     claim: str,
@@ -67,10 +59,10 @@ def check_finding(
         aliases: Names the finding may use for cells (e.g. ``high`` -> ``128``).
     """
     columns = _columns(study, benchmarks)
-    missing = [c for c in cells if (aliases or {}).get(c, c) not in study.cells]
+    named = [(aliases or {}).get(c, c) for c in cells]
+    missing = [c for c, n in zip(cells, named, strict=True) if n not in study.cells]
     if missing:
         return Verdict(claim, None, f"not measured: no results for {missing}")
-    named = _cells(study, cells, aliases or {})
     if test == "best":
         ranks = study.mean_ranks()
         best, runner_up = ranks.index[0], (ranks.index[1] if len(ranks) > 1 else None)

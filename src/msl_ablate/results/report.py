@@ -44,7 +44,8 @@ def _text(cell: Any) -> str:
     return ""
 
 
-def _diff_text(cell: Any) -> str:
+def difference_text(cell: Any) -> str:
+    """A paired difference as ``+1.2 [-0.3, +2.7]``, `` *`` when its interval excludes zero."""
     if not isinstance(cell, Interval):
         return ""
     mark = " *" if cell.excludes_zero else ""
@@ -122,7 +123,7 @@ def write_report(
     bootstrap = {"n_resamples": n_resamples}
     if report.reference is not None and len(study.cells) > 1:
         reference = (aliases or {}).get(report.reference, report.reference)
-        diffs = study.differences(reference, units, **bootstrap).map(_diff_text)
+        diffs = study.differences(reference, units, **bootstrap).map(difference_text)
         diffs.index.name = f"minus {reference}"
         _write(out_dir / "differences.md", diffs.to_markdown() + "\n", out.files)
         sections += [f"## Differences from {reference}\n",
