@@ -54,6 +54,8 @@ COMMANDS = {
     "trainer.strategy=ddp preset=demo": "slow",
     "make fig5": "skip: 18 mini trainings (~30 min on 2 cores); tests/e2e/test_study.py runs a "
     "smaller Figure-5 sweep and its report",
+    # generates the mini data set (~1 min) and times 18 jobs; the command has fast e2e tests
+    ".venv/bin/msl-ablate plan fig5_optim": "slow",
     ".venv/bin/msl-ablate report fig5_optim": "fails",  # before the sweep: says no results yet
     "make figures": "ok",
     "make test-all": "skip: runs this test suite",
@@ -64,6 +66,7 @@ EXPECTED_OUTPUT = {
     ".venv/bin/msl-ablate train --help": "== Configuration groups ==",
     ".venv/bin/msl-ablate train vision=nosuch": "Available options in 'vision'",
     "make results": "rebuilt",
+    ".venv/bin/msl-ablate plan fig5_optim": "plan fig5_optim-mini: 18 job(s), 0 done",
     ".venv/bin/msl-ablate report fig5_optim": "no results of study 'fig5_optim-mini'",
     "make figures": "no results of study 'fig2_lm-mini'",
     ".venv/bin/msl-ablate status --config-dir sweeps --config-name demo_projector": (

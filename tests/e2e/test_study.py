@@ -75,3 +75,39 @@ def test_the_analysis_notebook_runs_on_one_study(swept: Path, monkeypatch) -> No
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if "image/png" in o.get("data", {})]  # fmt: skip
     assert len(images) == 1
+
+
+def test_plan_counts_what_is_done_and_times_the_rest_from_it(cli, swept: Path, tiny_overrides):
+    sweep = [*tiny_overrides, "eval.benchmarks=[gqa,pope]",
+             "strategy=vfrozen_lmfull,vfrozen_lmlora", "seed=0,1,2"]  # fmt: skip
+
+    out = cli(["plan", "fig5_optim", *sweep], cwd=swept)
+
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout
+    assert "plan fig5_optim-mini: 6 job(s), 4 done" in text
+    rows = [
+        line.split() for line in text.splitlines() if line.startswith(("  align", "  finetune"))
+    ]
+    # seeds 0 and 1 are finished: one align per seed, shared by both strategies; seed 2 is new
+    assert sorted((r[0], r[2], r[5]) for r in rows) == sorted(
+        [("align", "2", "finished")] * 2 + [("finetune", "1", "finished")] * 4
+        + [("align", "2", "todo")] + [("finetune", "1", "todo")] * 2
+    )  # fmt: skip
+    todo = [line for line in text.splitlines() if " todo " in line and "steps" in line]
+    assert len(todo) == 3 and all("measured" in line for line in todo), todo
+    # seed 2's two trainings x (held-out split, gqa, pope), timed from seeds 0 and 1
+    assert "evaluations to run: 6 (" in text and "6 measured" in text
+    assert sum(line.endswith("of new work") and "seed=2: todo" in line
+               for line in text.splitlines()) == 2  # fmt: skip
+
+    (swept / "elsewhere").mkdir()
+    empty = cli(["plan", "fig5_optim", *sweep], cwd=swept / "elsewhere")
+    assert empty.returncode == 0, empty.stderr[-3000:]
+    assert "0 done" in empty.stdout and "FLOPs" in empty.stdout and "s/step" not in empty.stdout
+
+
+def test_plan_names_the_sweeps_when_one_is_unknown(cli, tmp_path: Path) -> None:
+    out = cli(["plan", "fig9_nothing"], cwd=tmp_path)
+    assert out.returncode == 2
+    assert "no sweep 'fig9_nothing'" in out.stderr and "fig5_optim" in out.stderr

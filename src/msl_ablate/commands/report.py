@@ -12,18 +12,13 @@ import os
 import sys
 from pathlib import Path
 
-from msl_ablate.config.compose import absolutize_paths, compose, config_dir
+from msl_ablate.config.compose import absolutize_paths, compose, sweeps_dir
 from msl_ablate.results import store
 from msl_ablate.results.report import write_report
 from msl_ablate.results.study import StudyError, load_study
 from msl_ablate.results.units import MissingUnitsError, unit_table
 from msl_ablate.utils.errors import ConfigError
 from msl_ablate.utils.logging import setup_console_logging
-
-
-def sweeps_dir() -> Path:
-    """The repository's ``sweeps/`` (beside ``conf/``)."""
-    return config_dir().parent / "sweeps"
 
 
 def studies(folder: Path) -> list[str]:

@@ -7,6 +7,10 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig
 
+# A vision option's size, read only by `msl-ablate plan` (models/size.py): neither passed to
+# its builder nor part of a stage key (the weights, not their description, define a model).
+VISION_SIZE_KEYS = ("params_b", "patch_size")
+
 
 def components(node: Any, where: str) -> Iterator[tuple[str, Any]]:
     """Every component spec under ``node`` (a node with a ``checkpoint``), with its config key.

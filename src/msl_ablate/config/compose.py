@@ -124,6 +124,11 @@ def absolutize_paths(cfg: DictConfig) -> None:
         cfg.paths[key] = str(Path(cfg.paths[key]).expanduser().resolve())
 
 
+def sweeps_dir() -> Path:
+    """The repository's ``sweeps/`` (beside ``conf/``)."""
+    return config_dir().parent / "sweeps"
+
+
 def sweep_jobs(
     overrides: list[str], config_name: str = "train", extra_dir: str | Path | None = None
 ) -> list[list[str]]:

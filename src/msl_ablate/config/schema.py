@@ -29,6 +29,10 @@ class VisionConfig:
     drop_cls: bool = False  # drop the prefix tokens (CLS and any registers)
     resize: ResizeStrategy = ResizeStrategy.resize
     twin: Any = None  # `_target_` of a twin builder and its arguments (see models/zoo.py)
+    # Size of the real checkpoint, for `msl-ablate plan`'s FLOPs estimate when its config.json
+    # is not at hand (models/size.py); null: unknown.
+    params_b: float | None = None
+    patch_size: int | None = None
 
 
 @dataclass

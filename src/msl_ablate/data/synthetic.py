@@ -27,6 +27,7 @@ from msl_ablate.data.world import (
     sample_scene,
 )
 from msl_ablate.utils.files import stable_hash, write_json_atomic
+from msl_ablate.utils.locks import hold
 from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -241,6 +242,17 @@ def write_dataset(
     manifest = root / MANIFEST
     if manifest.exists() and json.loads(manifest.read_text())["params"] == params:
         return root
+    # Jobs of a parallel sweep start together: one writes the images, the others wait for it.
+    with hold(root.with_name(f".{root.name}.lock"), f"the dataset {root}"):
+        if manifest.exists() and json.loads(manifest.read_text())["params"] == params:
+            return root
+        return _write_dataset(root, params, counts, make, seed, image_size)
+
+
+def _write_dataset(
+    root: Path, params: dict, counts: dict[str, int], make: RecordMaker, seed: int, image_size: int
+) -> Path:
+    manifest = root / MANIFEST
     log.info("Generating synthetic dataset in %s (%s)", root, params)
     rng = random.Random(seed)
     (root / "images").mkdir(parents=True, exist_ok=True)

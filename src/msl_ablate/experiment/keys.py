@@ -20,7 +20,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from msl_ablate.config.components import components
+from msl_ablate.config.components import VISION_SIZE_KEYS, components
 from msl_ablate.utils.files import stable_hash
 
 KEY_LENGTH = 12
@@ -69,6 +69,9 @@ def model_inputs(cfg: DictConfig) -> dict[str, Any]:
 
     parts = {name: _container(cfg[name]) for name in ("vision", "lm", "projector")}
     uses_twin = False
+    for _, spec in components(parts["vision"], "vision"):
+        for key in VISION_SIZE_KEYS:
+            spec.pop(key, None)
     for _, spec in [*components(parts["vision"], "vision"), *components(parts["lm"], "lm")]:
         if cfg.offline_twins or spec["checkpoint"] is None:
             spec["weights"], uses_twin = "twin", True

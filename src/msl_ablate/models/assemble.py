@@ -5,8 +5,9 @@ from __future__ import annotations
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from msl_ablate.config.components import components
+from msl_ablate.config.components import VISION_SIZE_KEYS, components
 from msl_ablate.config.enums import uses_qlora
+from msl_ablate.models.vision.base import VisionEncoder
 from msl_ablate.models.vlm import VisionLanguageModel
 from msl_ablate.models.zoo import builder_kwargs, resolve_checkpoint
 from msl_ablate.utils.logging import get_logger
@@ -36,6 +37,15 @@ def quiet_loading_bars() -> None:
     huggingface_hub.utils.enable_progress_bars()  # ...which downloads still want
 
 
+def build_vision_encoder(cfg: DictConfig) -> VisionEncoder:
+    """The vision encoder of ``cfg.vision`` (its twin when ``offline_twins``)."""
+    return instantiate(
+        builder_kwargs(
+            cfg.vision, cfg.offline_twins, cfg.paths.zoo_dir, cfg.zoo.max_steps, VISION_SIZE_KEYS
+        )
+    )
+
+
 def build_vlm(cfg: DictConfig) -> VisionLanguageModel:
     """Build the encoder and LM, then a projector sized from them.
 
@@ -47,9 +57,7 @@ def build_vlm(cfg: DictConfig) -> VisionLanguageModel:
     """
     quiet_loading_bars()
     log.info("Instantiating vision <%s>", cfg.vision._target_)
-    vision = instantiate(
-        builder_kwargs(cfg.vision, cfg.offline_twins, cfg.paths.zoo_dir, cfg.zoo.max_steps)
-    )
+    vision = build_vision_encoder(cfg)
     log.info("Instantiating lm <%s>", cfg.lm._target_)
     # QLoRA needs the base weights quantized at load time, not later by the strategy.
     lm = instantiate(

@@ -213,7 +213,11 @@ def resolve_checkpoint(
 
 
 def builder_kwargs(
-    spec: DictConfig, offline_twins: bool, zoo_dir: str | Path, max_steps: int | None = None
+    spec: DictConfig,
+    offline_twins: bool,
+    zoo_dir: str | Path,
+    max_steps: int | None = None,
+    drop: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """An option's builder arguments: each component's checkpoint resolved, its ``twin`` dropped.
 
@@ -222,6 +226,7 @@ def builder_kwargs(
         offline_twins: Use the tiny twins instead of the real checkpoints.
         zoo_dir: Where twins are built.
         max_steps: Cap on pretrained twins' steps (``zoo.max_steps``).
+        drop: Keys of each component that its builder does not take.
 
     Returns:
         The option as a plain dict, ready for ``hydra.utils.instantiate``.
@@ -229,5 +234,6 @@ def builder_kwargs(
     kwargs = OmegaConf.to_container(spec, resolve=True)
     for _, component in components(kwargs, ""):
         component["checkpoint"] = resolve_checkpoint(component, offline_twins, zoo_dir, max_steps)
-        component.pop("twin", None)
+        for key in ("twin", *drop):
+            component.pop(key, None)
     return kwargs

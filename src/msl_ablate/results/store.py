@@ -20,6 +20,7 @@ import pandas as pd
 
 from msl_ablate.evaluation.headline import HEADLINE_METRICS
 from msl_ablate.utils.files import atomic_path
+from msl_ablate.utils.locks import hold
 from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -119,7 +120,12 @@ def upsert(store_path: str | Path, rows: list[dict[str, Any]], tracker: Any = No
             first rebuilt from its FINISHED runs (with a warning), so no earlier row is lost.
     """
     path = Path(store_path)
-    new = pd.DataFrame(rows, columns=COLUMNS)
+    # Jobs of a parallel sweep finish together: one read-modify-write at a time loses no row.
+    with hold(path.with_name(f".{path.name}.lock"), "the results store"):
+        return _upsert_locked(path, pd.DataFrame(rows, columns=COLUMNS), tracker)
+
+
+def _upsert_locked(path: Path, new: pd.DataFrame, tracker: Any) -> pd.DataFrame:
     keys = set(new["evaluation_key"])
     if tracker is not None and not path.is_file():  # first row, or the file was deleted
         df = rebuild(tracker.tracking_uri, tracker.experiment, path)

@@ -77,6 +77,9 @@ def build_dir_atomically(
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         build(tmp)
+        if is_complete(dest):  # a concurrent build finished first; others may be reading it
+            shutil.rmtree(tmp, ignore_errors=True)
+            return dest
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)

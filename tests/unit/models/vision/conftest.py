@@ -13,11 +13,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from msl_ablate.models.assemble import build_vision_encoder
 from msl_ablate.models.vision.base import VisionEncoder
-from msl_ablate.models.zoo import builder_kwargs
 
 
 @pytest.fixture(scope="session")
@@ -45,9 +44,7 @@ def option_cfg(
 
 def build_encoder(cfg: DictConfig) -> VisionEncoder:
     """Build only the vision encoder, with the same arguments as ``assemble.build_vlm``."""
-    return instantiate(
-        builder_kwargs(cfg.vision, cfg.offline_twins, cfg.paths.zoo_dir, cfg.zoo.max_steps)
-    )
+    return build_vision_encoder(cfg)
 
 
 @pytest.fixture

@@ -1,0 +1,203 @@
+"""``msl-ablate plan SWEEP [overrides]``: what a sweep will run and how long it will take.
+
+``SWEEP`` names a sweep of ``sweeps/`` (``fig5_optim``) or is omitted with ``--config-dir`` /
+``--config-name`` as for ``train -m``; overrides (``preset=paper``, ``seed=0,1``) apply as they
+would there. Prints every stage the sweep needs once (a stage shared by several jobs is trained
+once), which are already finished, the evaluations still to run, and the time each will take:
+measured from finished stages and evaluations of the same shape under ``paths.output_dir``, else
+estimated from FLOPs at a stated device speed. Nothing is trained or written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from msl_ablate.config.compose import absolutize_paths, compose, sweep_jobs, sweeps_dir
+from msl_ablate.experiment.checks import check
+from msl_ablate.utils.errors import ConfigError, DataError
+
+EXIT_BAD_INPUT = 2
+
+
+@dataclass
+class Line:
+    """One thing to run (a stage or an evaluation) and its estimate."""
+
+    what: str
+    key: str
+    jobs: int
+    work: str
+    state: str
+    seconds: float | None
+    source: str
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def plan_lines(configs: list, peak_tflops: float | None, utilisation: float | None):
+    """The stages and evaluations of a sweep's jobs, each once, with estimates.
+
+    Returns:
+        ``(stage lines, evaluation lines, per-job seconds, device speed text, devices)``.
+    """
+    from msl_ablate.evaluation.benchmark import prompt_records
+    from msl_ablate.experiment import estimate as est
+    from msl_ablate.experiment.run import Plan
+    from msl_ablate.experiment.status import stage_use, training_state
+    from msl_ablate.models.size import component_size
+
+    states = [training_state(cfg, None) for cfg in configs]
+    use = stage_use(states)
+    measured: dict[str, est.Measurements] = {}
+    speed = est.device_speed(configs[0], peak_tflops, utilisation)
+    stages: dict[str, Line] = {}
+    evals: dict[str, Line] = {}
+    per_job: list[float | None] = []
+    for cfg, state in zip(configs, states, strict=True):
+        out = str(cfg.paths.output_dir)
+        found = measured.setdefault(out, est.Measurements.read(out))
+        plan = Plan.of(cfg, train=True)
+        vision = component_size(cfg.vision, cfg.offline_twins, cfg.paths.zoo_dir, cfg.zoo.max_steps)
+        lm = component_size(cfg.lm, cfg.offline_twins, cfg.paths.zoo_dir, cfg.zoo.max_steps)
+        unknown = "; ".join(s for s in (vision, lm) if isinstance(s, str))
+        job_seconds: float | None = 0.0
+        for stage in state.stages:
+            name, key = stage.name, stage.layout.key
+            inputs = plan.inputs[name]
+            steps = cfg.strategy.stages[name].max_steps
+            if stage.state == "finished":
+                left = 0
+            elif stage.state.startswith("step "):
+                left = steps - int(stage.state.split()[1].split("/")[0])
+            else:
+                left = steps
+            if left == 0:
+                guess = est.Estimate(0.0, "finished")
+            else:
+                full = None if unknown else est.stage_flops(cfg, name, vision, lm)
+                guess = found.stage(inputs, left) or est.flops_estimate(
+                    None if full is None else full * left / steps, speed,
+                    unknown or "the vision option sets no patch_size",
+                )  # fmt: skip
+            if key not in stages:
+                stages[key] = Line(name, key, use[key], f"{left}/{steps} steps", stage.state,
+                                   guess.seconds, guess.source)  # fmt: skip
+                job_seconds = None if guess.seconds is None or job_seconds is None else (
+                    job_seconds + guess.seconds)  # fmt: skip
+        for evaluation in plan.evaluations:
+            if evaluation.record() is not None or evaluation.key in evals:
+                continue
+            spec = evaluation.spec
+            try:
+                n = len(prompt_records(spec)[0])
+            except (OSError, DataError):
+                n = None
+            inputs = plan.inputs[list(plan.inputs)[-1]]
+            guess = found.evaluation(inputs, spec.name, evaluation.protocol_key, n)
+            if guess is None:
+                flops = None if unknown or n is None else est.evaluation_flops(
+                    cfg, n, spec.max_new_tokens, vision, lm)  # fmt: skip
+                guess = est.flops_estimate(flops, speed, unknown or f"{spec.questions} unreadable")
+            evals[evaluation.key] = Line(spec.name, evaluation.key, 1,
+                                         f"{n if n is not None else '?'} questions", "todo",
+                                         guess.seconds, guess.source)  # fmt: skip
+            job_seconds = None if guess.seconds is None or job_seconds is None else (
+                job_seconds + guess.seconds)  # fmt: skip
+        per_job.append(job_seconds)
+    return list(stages.values()), list(evals.values()), per_job, speed, states
+
+
+def render(jobs: list[list[str]], configs: list, peak: float | None, use: float | None) -> str:
+    stages, evals, per_job, speed, states = plan_lines(configs, peak, use)
+    cfg = configs[0]
+    todo = [s for s in stages if s.state != "finished"]
+    known = [s.seconds for s in [*todo, *evals] if s.seconds is not None]
+    total = sum(known)
+    device = "GPU" if str(cfg.trainer.accelerator) in ("gpu", "cuda") else "machine"
+    varying = [i for i in range(len(jobs[0]) if jobs else 0)
+               if len({tuple(j)[i] for j in jobs}) > 1]  # fmt: skip
+    done = sum(s.state == "done" for s in states)
+    lines = [
+        f"plan {cfg.study}: {len(configs)} job(s), {done} done; outputs {cfg.paths.output_dir}",
+        f"device speed for FLOPs estimates: {speed.text}",
+        "",
+        f"stages ({len(stages)} distinct, {len(todo)} to train; a shared stage is trained once):",
+        f"  {'stage':<9} {'key':<13} {'jobs':>4}  {'work':<16} {'state':<12} {'time':>7}  from",
+    ]
+    for s in stages:
+        lines.append(f"  {s.what:<9} {s.key:<13} {s.jobs:>4}  {s.work:<16} {s.state:<12} "
+                     f"{duration(s.seconds):>7}  {s.source}")  # fmt: skip
+    eval_known = [e.seconds for e in evals if e.seconds is not None]
+    n_measured = sum(e.source.startswith("measured") for e in evals)
+    sources = [f"{n_measured} measured"] if n_measured else []
+    if len(eval_known) > n_measured:
+        sources.append(f"{len(eval_known) - n_measured} from FLOPs")
+    lines += [
+        "",
+        f"evaluations to run: {len(evals)} ({duration(sum(eval_known))}"
+        + (f", {len(evals) - len(eval_known)} unknown" if len(eval_known) < len(evals) else "")
+        + (f"; {', '.join(sources)}" if sources else "")
+        + ")",
+        "",
+        "jobs:",
+    ]
+    for i, (job, seconds, state) in enumerate(zip(jobs, per_job, states, strict=True)):
+        shown = " ".join(job[k] for k in varying) or " ".join(job) or "(defaults)"
+        lines.append(f"  [{i}] {shown}: {state.state}, {duration(seconds)} of new work")
+    unknown = len(todo) + len(evals) - len(known)
+    hours = total * speed.devices / 3600
+    lines += [
+        "",
+        f"total: {len(todo)} stage(s) and {len(evals)} evaluation(s), {duration(total)} run one "
+        f"after another ({hours:.2f} {device}-hours)"
+        + (f"; {unknown} item(s) without an estimate" if unknown else ""),
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print a sweep's plan: its stages and evaluations, what is done, how long the rest takes."""
+    parser = argparse.ArgumentParser(prog="msl-ablate plan", description=main.__doc__)
+    parser.add_argument("args", nargs="*", help="SWEEP (a sweep of sweeps/), then overrides")
+    parser.add_argument("--config-dir", help="folder of the primary config (default sweeps/)")
+    parser.add_argument("--config-name", help="primary config, as for train -m")
+    parser.add_argument("-m", "--multirun", action="store_true", help="accepted, as for train")
+    parser.add_argument("--peak-tflops", type=float, help="device peak (GPU default A100 312)")
+    parser.add_argument("--utilisation", type=float, help="fraction of peak sustained (MFU)")
+    args = parser.parse_args(argv)
+    overrides = list(args.args)
+    name, folder = args.config_name, args.config_dir
+    if name is None:
+        if not overrides or "=" in overrides[0]:
+            parser.error("name a sweep of sweeps/ (e.g. fig5_optim) or pass --config-name")
+        name, folder = overrides.pop(0), folder or str(sweeps_dir())
+    from msl_ablate.utils.logging import setup_console_logging
+
+    setup_console_logging()
+    if folder and not (Path(folder) / f"{name}.yaml").is_file():
+        known = sorted(p.stem for p in Path(folder).glob("*.yaml"))
+        print(f"msl-ablate plan: no sweep {name!r} in {folder} (have: {', '.join(known)})",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_BAD_INPUT
+    try:
+        jobs = sweep_jobs(overrides, name, folder)
+        configs = [compose(job, name, folder) for job in jobs]
+        for cfg in configs:
+            absolutize_paths(cfg)
+            check(cfg)
+        print(render(jobs, configs, args.peak_tflops, args.utilisation))
+    except (ConfigError, DataError, FileNotFoundError) as err:
+        print(f"msl-ablate plan: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
