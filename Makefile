@@ -63,17 +63,24 @@ results: $(STAMP)
 
 # The paper's figures at scale mini (CPU): a sweep (Hydra multirun), then its report. Add
 # `ARGS=preset=paper` for the cluster scale, or any override (e.g. ARGS="seed=0").
+# The jobs of a sweep run side by side on this machine (hydra-joblib-launcher), JOBS at a time
+# with the cores shared out between them: on 2 cores, two 1-thread jobs get through more than
+# one 2-thread job (small models leave a second thread idle). `LAUNCHER=` runs them one by one;
+# on a cluster pass its launcher instead (LAUNCHER="hydra/launcher=...").
+JOBS ?= 2
+THREADS ?= $(shell n=$$(( $$(nproc) / $(JOBS) )); echo $$(( n > 0 ? n : 1 )))
+LAUNCHER ?= hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS) num_threads=$(THREADS)
 SWEEP := $(BIN)/msl-ablate train -m --config-dir sweeps --config-name
 REPORT := $(BIN)/msl-ablate report
 fig2: $(STAMP)
-	$(SWEEP) fig2_lm $(ARGS) && $(REPORT) fig2_lm $(ARGS)
+	$(SWEEP) fig2_lm $(LAUNCHER) $(ARGS) && $(REPORT) fig2_lm $(ARGS)
 fig3: $(STAMP)
-	$(SWEEP) fig3_instruct $(ARGS) && $(REPORT) fig3_instruct $(ARGS)
+	$(SWEEP) fig3_instruct $(LAUNCHER) $(ARGS) && $(REPORT) fig3_instruct $(ARGS)
 fig4: $(STAMP)
-	$(SWEEP) fig4_vision $(ARGS) && $(REPORT) fig4_vision $(ARGS)
-	$(SWEEP) fig4_resolution $(ARGS) && $(REPORT) fig4_resolution $(ARGS)
+	$(SWEEP) fig4_vision $(LAUNCHER) $(ARGS) && $(REPORT) fig4_vision $(ARGS)
+	$(SWEEP) fig4_resolution $(LAUNCHER) $(ARGS) && $(REPORT) fig4_resolution $(ARGS)
 fig5: $(STAMP)
-	$(SWEEP) fig5_optim $(ARGS) && $(REPORT) fig5_optim $(ARGS)
+	$(SWEEP) fig5_optim $(LAUNCHER) $(ARGS) && $(REPORT) fig5_optim $(ARGS)
 figures: $(STAMP)
 	$(REPORT) --all $(ARGS)
 paper-mini: fig2 fig3 fig4 fig5

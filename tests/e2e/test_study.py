@@ -20,7 +20,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory, tiny_overrides, cli) -> Path
     """A folder where a small Figure-5 sweep ran: 2 strategies x 2 seeds, tiny budgets."""
     root = tmp_path_factory.mktemp("study")
     cells = "strategy=vfrozen_lmfull,vfrozen_lmlora"
-    sweep = [*tiny_overrides, "eval.benchmarks=[gqa,pope]", cells, "seed=0,1"]
+    sweep = [*tiny_overrides, "eval.benchmarks=[gqa,pope,mme]", cells, "seed=0,1"]
     out = cli(["train", "-m", "--config-dir", str(REPO / "sweeps"), "--config-name",
                 "fig5_optim", *sweep], cwd=root)  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
@@ -34,14 +34,14 @@ def test_a_figure_sweep_fills_the_store_and_its_report(cli, swept: Path) -> None
     trainings = study.groupby(["strategy", "seed"])["training_key"].nunique()
     assert trainings.to_dict() == {(s, k): 1 for s in ("vfrozen_lmfull", "vfrozen_lmlora")
                                    for k in (0, 1)}  # fmt: skip
-    assert set(study["benchmark"]) == {"eval", "gqa", "pope"}
+    assert set(study["benchmark"]) == {"eval", "gqa", "pope", "mme"}
 
     out = cli(["report", "fig5_optim", "--resamples", "200"], cwd=tmp_path)
 
     assert out.returncode == 0, out.stderr[-3000:]
     folder = tmp_path / "results" / "reports" / "fig5_optim-mini"
     for name in ("table.md", "table.tex", "table.csv", "differences.md", "findings.md",
-                 "figure.png", "figure.pdf", "report.md"):  # fmt: skip
+                 "figure.png", "figure.pdf", "radar.png", "radar.pdf", "report.md"):  # fmt: skip
         assert (folder / name).is_file(), name
     table = (folder / "table.md").read_text()
     assert "vfrozen_lmlora" in table and "(chance)" in table and "POPE" in table
@@ -52,6 +52,16 @@ def test_a_figure_sweep_fills_the_store_and_its_report(cli, swept: Path) -> None
     with Image.open(folder / "figure.png") as image:
         image.verify()
     assert "not measured: Finetuning the vision encoder helps" in out.stdout
+
+
+def test_report_all_adds_the_overview_radar_of_the_studies_that_ran(cli, swept: Path) -> None:
+    out = cli(["report", "--all", "--resamples", "100"], cwd=swept)
+
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "no results of study 'fig2_lm-mini'" in out.stderr  # not run: skipped, not an error
+    assert "overview of 1 studies" in out.stdout
+    with Image.open(swept / "results" / "reports" / "overview-mini" / "radar.png") as image:
+        image.verify()
 
 
 def test_the_analysis_notebook_runs_on_one_study(swept: Path, monkeypatch) -> None:
@@ -78,7 +88,7 @@ def test_the_analysis_notebook_runs_on_one_study(swept: Path, monkeypatch) -> No
 
 
 def test_plan_counts_what_is_done_and_times_the_rest_from_it(cli, swept: Path, tiny_overrides):
-    sweep = [*tiny_overrides, "eval.benchmarks=[gqa,pope]",
+    sweep = [*tiny_overrides, "eval.benchmarks=[gqa,pope,mme]",
              "strategy=vfrozen_lmfull,vfrozen_lmlora", "seed=0,1,2"]  # fmt: skip
 
     out = cli(["plan", "fig5_optim", *sweep], cwd=swept)
@@ -96,8 +106,8 @@ def test_plan_counts_what_is_done_and_times_the_rest_from_it(cli, swept: Path, t
     )  # fmt: skip
     todo = [line for line in text.splitlines() if " todo " in line and "steps" in line]
     assert len(todo) == 3 and all("measured" in line for line in todo), todo
-    # seed 2's two trainings x (held-out split, gqa, pope), timed from seeds 0 and 1
-    assert "evaluations to run: 6 (" in text and "6 measured" in text
+    # seed 2's two trainings x (held-out split, gqa, pope, mme), timed from seeds 0 and 1
+    assert "evaluations to run: 8 (" in text and "8 measured" in text
     assert sum(line.endswith("of new work") and "seed=2: todo" in line
                for line in text.splitlines()) == 2  # fmt: skip
 

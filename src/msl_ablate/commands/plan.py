@@ -45,76 +45,71 @@ def duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _plus(total: float | None, seconds: float | None) -> float | None:
+    return None if total is None or seconds is None else total + seconds
+
+
+def _steps_left(state: str, steps: int) -> int:
+    """Steps still to train of a stage in ``state`` (finished, ``step k/N`` or todo)."""
+    if state == "finished":
+        return 0
+    if state.startswith("step "):
+        return steps - int(state.split()[1].split("/")[0])
+    return steps
+
+
+def _n_questions(spec) -> int | None:
+    from msl_ablate.evaluation.benchmark import prompt_records
+
+    try:
+        return len(prompt_records(spec)[0])
+    except (OSError, DataError):  # real benchmark files not on this machine
+        return None
+
+
 def plan_lines(configs: list, peak_tflops: float | None, utilisation: float | None):
     """The stages and evaluations of a sweep's jobs, each once, with estimates.
 
     Returns:
-        ``(stage lines, evaluation lines, per-job seconds, device speed text, devices)``.
+        ``(stage lines, evaluation lines, per-job seconds of new work, device speed, states)``.
     """
-    from msl_ablate.evaluation.benchmark import prompt_records
     from msl_ablate.experiment import estimate as est
     from msl_ablate.experiment.run import Plan
     from msl_ablate.experiment.status import stage_use, training_state
-    from msl_ablate.models.size import component_size
 
     states = [training_state(cfg, None) for cfg in configs]
     use = stage_use(states)
-    measured: dict[str, est.Measurements] = {}
     speed = est.device_speed(configs[0], peak_tflops, utilisation)
+    estimator = est.Estimator(speed)
     stages: dict[str, Line] = {}
     evals: dict[str, Line] = {}
     per_job: list[float | None] = []
     for cfg, state in zip(configs, states, strict=True):
-        out = str(cfg.paths.output_dir)
-        found = measured.setdefault(out, est.Measurements.read(out))
         plan = Plan.of(cfg, train=True)
-        vision = component_size(cfg.vision, cfg.offline_twins, cfg.paths.zoo_dir, cfg.zoo.max_steps)
-        lm = component_size(cfg.lm, cfg.offline_twins, cfg.paths.zoo_dir, cfg.zoo.max_steps)
-        unknown = "; ".join(s for s in (vision, lm) if isinstance(s, str))
-        job_seconds: float | None = 0.0
+        job: float | None = 0.0
         for stage in state.stages:
-            name, key = stage.name, stage.layout.key
-            inputs = plan.inputs[name]
-            steps = cfg.strategy.stages[name].max_steps
-            if stage.state == "finished":
-                left = 0
-            elif stage.state.startswith("step "):
-                left = steps - int(stage.state.split()[1].split("/")[0])
-            else:
-                left = steps
-            if left == 0:
-                guess = est.Estimate(0.0, "finished")
-            else:
-                full = None if unknown else est.stage_flops(cfg, name, vision, lm)
-                guess = found.stage(inputs, left) or est.flops_estimate(
-                    None if full is None else full * left / steps, speed,
-                    unknown or "the vision option sets no patch_size",
-                )  # fmt: skip
-            if key not in stages:
-                stages[key] = Line(name, key, use[key], f"{left}/{steps} steps", stage.state,
-                                   guess.seconds, guess.source)  # fmt: skip
-                job_seconds = None if guess.seconds is None or job_seconds is None else (
-                    job_seconds + guess.seconds)  # fmt: skip
+            if stage.layout.key in stages:  # shared: counted with the first job that needs it
+                continue
+            steps = cfg.strategy.stages[stage.name].max_steps
+            left = _steps_left(stage.state, steps)
+            guess = estimator.stage(cfg, stage.name, plan.inputs[stage.name], left)
+            stages[stage.layout.key] = Line(
+                stage.name, stage.layout.key, use[stage.layout.key], f"{left}/{steps} steps",
+                stage.state, guess.seconds, guess.source,
+            )  # fmt: skip
+            job = _plus(job, guess.seconds)
+        model = plan.inputs[list(plan.inputs)[-1]]
         for evaluation in plan.evaluations:
             if evaluation.record() is not None or evaluation.key in evals:
                 continue
-            spec = evaluation.spec
-            try:
-                n = len(prompt_records(spec)[0])
-            except (OSError, DataError):
-                n = None
-            inputs = plan.inputs[list(plan.inputs)[-1]]
-            guess = found.evaluation(inputs, spec.name, evaluation.protocol_key, n)
-            if guess is None:
-                flops = None if unknown or n is None else est.evaluation_flops(
-                    cfg, n, spec.max_new_tokens, vision, lm)  # fmt: skip
-                guess = est.flops_estimate(flops, speed, unknown or f"{spec.questions} unreadable")
-            evals[evaluation.key] = Line(spec.name, evaluation.key, 1,
-                                         f"{n if n is not None else '?'} questions", "todo",
-                                         guess.seconds, guess.source)  # fmt: skip
-            job_seconds = None if guess.seconds is None or job_seconds is None else (
-                job_seconds + guess.seconds)  # fmt: skip
-        per_job.append(job_seconds)
+            n = _n_questions(evaluation.spec)
+            guess = estimator.evaluation(cfg, model, evaluation, n)
+            evals[evaluation.key] = Line(
+                evaluation.spec.name, evaluation.key, 1, f"{'?' if n is None else n} questions",
+                "todo", guess.seconds, guess.source,
+            )  # fmt: skip
+            job = _plus(job, guess.seconds)
+        per_job.append(job)
     return list(stages.values()), list(evals.values()), per_job, speed, states
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from msl_ablate.config.compose import absolutize_paths, compose, sweeps_dir
 from msl_ablate.results import store
-from msl_ablate.results.report import write_report
+from msl_ablate.results.report import write_overview, write_report
 from msl_ablate.results.study import StudyError, load_study
 from msl_ablate.results.units import MissingUnitsError, unit_table
 from msl_ablate.utils.errors import ConfigError
@@ -26,7 +26,8 @@ def studies(folder: Path) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml") if "\nreport:" in p.read_text())
 
 
-def report_one(name: str, overrides: list[str], folder: Path, n_resamples: int) -> int:
+def report_one(name: str, overrides: list[str], folder: Path, n_resamples: int):
+    """Write one study's report; returns ``(study, scale, reports folder)``."""
     cfg = compose(overrides, name, folder)
     if cfg.get("report") is None:
         raise ConfigError(f"{folder / name}.yaml has no `report` section")
@@ -52,7 +53,7 @@ def report_one(name: str, overrides: list[str], folder: Path, n_resamples: int) 
     for verdict in out.verdicts:
         shown = {True: "reproduced", False: "NOT reproduced", None: "not measured"}
         print(f"  {shown[verdict.reproduced]}: {verdict.claim}")
-    return 0
+    return study, cfg.scale, results_dir / "reports"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,14 +75,21 @@ def main(argv: list[str] | None = None) -> int:
         names, overrides = [args.study], args.overrides
     else:
         parser.error(f"name a study ({', '.join(studies(folder))}) or pass --all")
-    failed = 0
+    failed, done = 0, []
     for name in names:
         try:
-            report_one(name, overrides, folder, args.resamples)
+            done.append(report_one(name, overrides, folder, args.resamples))
         except StudyError as err:
             print(f"msl-ablate report {name}: {err}", file=sys.stderr)
             failed += not args.all  # --all: a study not run yet is skipped, not an error
         except (ConfigError, MissingUnitsError, store.StoreError) as err:
             print(f"msl-ablate report {name}: {err}", file=sys.stderr)
             failed += 1
+    if args.all and done:
+        scale, reports = done[0][1], done[0][2]
+        paths = write_overview(
+            [study for study, _, _ in done], scale, reports / f"overview-{scale}"
+        )
+        if paths:
+            print(f"overview of {len(done)} studies -> {paths[0]}")
     return 2 if failed else 0

@@ -227,3 +227,68 @@ def flops_estimate(flops: float | None, speed: DeviceSpeed, why_unknown: str) ->
     if flops is None:
         return Estimate(None, f"unknown: {why_unknown}")
     return Estimate(flops / speed.flops_per_s, f"FLOPs {flops:.2e}")
+
+
+class Estimator:
+    """Estimates for the stages and evaluations of a sweep's configs (sizes and measurements
+    read once per output folder and option)."""
+
+    def __init__(self, speed: DeviceSpeed):
+        self.speed = speed
+        self._measured: dict[str, Measurements] = {}
+        self._sizes: dict[str, ComponentSize | str] = {}
+
+    def _size(self, cfg: DictConfig, part: str) -> ComponentSize | str:
+        from omegaconf import OmegaConf
+
+        from msl_ablate.models.size import component_size
+
+        key = stable_hash([OmegaConf.to_container(cfg[part], resolve=True), cfg.offline_twins])
+        if key not in self._sizes:
+            self._sizes[key] = component_size(
+                cfg[part], cfg.offline_twins, cfg.paths.zoo_dir, cfg.zoo.max_steps
+            )
+        return self._sizes[key]
+
+    def _found(self, cfg: DictConfig) -> Measurements:
+        out = str(cfg.paths.output_dir)
+        if out not in self._measured:
+            self._measured[out] = Measurements.read(out)
+        return self._measured[out]
+
+    def _sizes_or_why(self, cfg: DictConfig) -> tuple[ComponentSize, ComponentSize] | str:
+        vision, lm = self._size(cfg, "vision"), self._size(cfg, "lm")
+        unknown = "; ".join(s for s in (vision, lm) if isinstance(s, str))
+        return unknown or (vision, lm)  # type: ignore[return-value]
+
+    def stage(self, cfg: DictConfig, name: str, inputs: dict[str, Any], left: int) -> Estimate:
+        """A stage with ``left`` of its ``max_steps`` still to train."""
+        if left == 0:
+            return Estimate(0.0, "finished")
+        measured = self._found(cfg).stage(inputs, left)
+        if measured is not None:
+            return measured
+        sizes = self._sizes_or_why(cfg)
+        if isinstance(sizes, str):
+            return Estimate(None, f"unknown: {sizes}")
+        full = stage_flops(cfg, name, *sizes)
+        steps = cfg.strategy.stages[name].max_steps
+        flops = None if full is None else full * left / steps
+        return flops_estimate(flops, self.speed, "the vision option sets no patch_size")
+
+    def evaluation(self, cfg: DictConfig, inputs: dict[str, Any], evaluation: Any,
+                   n_questions: int | None) -> Estimate:  # fmt: skip
+        """An evaluation (``experiment.evaluations.Evaluation``) of the model ``inputs`` build."""
+        spec = evaluation.spec
+        measured = self._found(cfg).evaluation(
+            inputs, spec.name, evaluation.protocol_key, n_questions
+        )
+        if measured is not None:
+            return measured
+        sizes = self._sizes_or_why(cfg)
+        if isinstance(sizes, str):
+            return Estimate(None, f"unknown: {sizes}")
+        if n_questions is None:
+            return Estimate(None, f"unknown: {spec.questions} is not readable here")
+        flops = evaluation_flops(cfg, n_questions, spec.max_new_tokens, *sizes)
+        return flops_estimate(flops, self.speed, "the vision option sets no patch_size")

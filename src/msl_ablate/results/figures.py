@@ -67,3 +67,50 @@ def draw(study: Study, plot: str, title: str, out_stem: Path) -> list[Path]:
         fig.savefig(path, dpi=150)
     plt.close(fig)
     return paths
+
+
+def radar(
+    rows: dict[str, dict[str, float]],
+    columns: list[str],
+    title: str,
+    out_stem: Path,
+    dashed: tuple[str, ...] = (),
+) -> list[Path]:
+    """Rows as polygons over the benchmarks (the paper's Figure 1), written as PNG and PDF.
+
+    Benchmarks have different units (MME-P sums to 2000), so each spoke is scaled to the largest
+    value drawn on it, which its label gives.
+
+    Args:
+        rows: Row label -> benchmark -> value (missing or NaN: drawn at the centre).
+        columns: The benchmarks, clockwise from the top.
+        title: The figure's title.
+        out_stem: Path without suffix.
+        dashed: Rows drawn dashed and unfilled (chance, published numbers).
+    """
+    if len(columns) < 3:
+        raise ValueError(f"a radar needs at least 3 benchmarks, got {columns}")
+    values = {label: [row.get(c, math.nan) for c in columns] for label, row in rows.items()}
+    top = [max((v[i] for v in values.values() if not math.isnan(v[i])), default=0.0) or 1.0
+           for i in range(len(columns))]  # fmt: skip
+    angles = [math.pi / 2 - 2 * math.pi * i / len(columns) for i in range(len(columns))]
+    fig, ax = plt.subplots(figsize=(6.4, 5.2), subplot_kw={"projection": "polar"})
+    for k, (label, row) in enumerate(values.items()):
+        r = [0.0 if math.isnan(v) else v / t for v, t in zip(row, top, strict=True)]
+        style = {"linestyle": "--", "color": "grey"} if label in dashed else {"color": f"C{k}"}
+        ax.plot([*angles, angles[0]], [*r, r[0]], linewidth=1.5, label=label, **style)
+        if label not in dashed:
+            ax.fill([*angles, angles[0]], [*r, r[0]], alpha=0.08, color=f"C{k}")
+    ax.set_xticks(angles, [f"{c}\n(max {t:.4g})" for c, t in zip(columns, top, strict=True)],
+                  fontsize=8)  # fmt: skip
+    ax.set_yticks([0.25, 0.5, 0.75, 1.0], [], fontsize=6)
+    ax.set_ylim(0, 1.0)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.08, 1.0), fontsize=7, frameon=False)
+    ax.set_title(title, fontsize=10, pad=18)
+    fig.tight_layout()
+    out_stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [out_stem.with_suffix(".png"), out_stem.with_suffix(".pdf")]
+    for path in paths:
+        fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return paths

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from msl_ablate.results.figures import draw
+from msl_ablate.results.figures import draw, radar
 from msl_ablate.results.findings import (
     Verdict,
     check_finding,
@@ -161,5 +161,46 @@ def write_report(
 
     out.files += draw(study, report.plot, report.title, out_dir / "figure")
     sections.append("![figure](figure.png)\n")
+    rows, dashed = radar_rows(study.means(), study.chance, published)
+    if len(radar_columns(study)) >= 3:
+        out.files += radar(rows, radar_columns(study), report.title, out_dir / "radar",
+                           dashed=dashed)  # fmt: skip
+        sections.append("![radar](radar.png)\n")
     _write(out_dir / "report.md", "\n".join(sections), out.files)
     return out
+
+
+def radar_columns(study: Study) -> list[str]:
+    """The benchmarks a radar spans: the study's, without the held-out split's exact match."""
+    return [c for c in study.columns if c != "exact_match"]
+
+
+def radar_rows(
+    means: pd.DataFrame, chance: pd.Series, published: dict[str, str] | None
+) -> tuple[dict[str, dict[str, float]], tuple[str, ...]]:
+    """Rows of a radar: each row of ``means``, then chance and published rows (drawn dashed)."""
+    rows = {str(label): row.dropna().to_dict() for label, row in means.iterrows()}
+    dashed = ["(chance)"]
+    rows["(chance)"] = chance.dropna().to_dict()
+    for name in (published or {}).values():
+        if name in PUBLISHED:
+            rows[f"{name} (published)"] = dict(PUBLISHED[name])
+            dashed.append(f"{name} (published)")
+    return rows, tuple(dashed)
+
+
+def write_overview(studies: list[Study], scale: str, out_dir: Path) -> list[Path]:
+    """The overview radar (the paper's Figure 1): the best cell of each study by mean rank,
+    with chance, and at scale ``paper`` the published Mipha rows; nothing below 3 benchmarks."""
+    best = pd.DataFrame(
+        [s.means().loc[s.mean_ranks().index[0]].rename(f"{s.name}: {s.mean_ranks().index[0]}")
+         for s in studies]
+    )  # fmt: skip
+    columns = [c for c in best.columns if c != "exact_match"]
+    if len(columns) < 3:
+        return []
+    chance = pd.concat([s.chance for s in studies]).groupby(level=0).first()
+    published = {name: name for name in PUBLISHED} if scale == "paper" else None
+    rows, dashed = radar_rows(best[columns], chance, published)
+    return radar(rows, columns, f"Overview at scale {scale}: the best cell of each study",
+                 out_dir / "radar", dashed=dashed)  # fmt: skip

@@ -93,10 +93,14 @@ class Study:
                 )
         return table
 
+    def means(self) -> pd.DataFrame:
+        """Cell x column: the mean over seeds."""
+        means = self.values.groupby(["cell", "column"])["value"].mean().unstack("column")
+        return means.reindex(index=self.cells, columns=self.columns)
+
     def mean_ranks(self) -> pd.Series:
         """Each cell's rank (1 = best) averaged over the columns: the overall ordering."""
-        means = self.values.groupby(["cell", "column"])["value"].mean().unstack("column")
-        return means.rank(ascending=False).mean(axis=1).reindex(self.cells).sort_values()
+        return self.means().rank(ascending=False).mean(axis=1).sort_values()
 
 
 def load_study(store: pd.DataFrame, name: str, axis: str, order: Sequence[str] = ()) -> Study:

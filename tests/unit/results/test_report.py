@@ -14,7 +14,8 @@ from PIL import Image
 
 from msl_ablate.config.schema import FindingConfig, ReportConfig
 from msl_ablate.evaluation.scoring.benchmarks import HEADLINES_FROM_UNITS
-from msl_ablate.results.report import write_report
+from msl_ablate.results.figures import radar
+from msl_ablate.results.report import radar_rows, write_report
 from msl_ablate.results.study import StudyError, load_study
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -139,3 +140,21 @@ def test_factorial_study_reports_main_effects(tmp_path: Path) -> None:
 def test_unknown_study_names_the_studies_there(fixture) -> None:
     with pytest.raises(StudyError, match="other-mini"):
         load_study(fixture[0], "nope", "lm")
+
+
+def test_the_radar_scales_each_benchmark_and_draws_chance_and_published_rows(tmp_path) -> None:
+    means = pd.DataFrame({"GQA": [40.0, 20.0], "POPE": [80.0, 70.0], "MME-P": [900.0, 300.0]},
+                         index=["siglip", "clip"])  # fmt: skip
+    chance = pd.Series({"GQA": 10.0, "POPE": 50.0, "MME-P": 375.0})
+    rows, dashed = radar_rows(means, chance, {"siglip": "Mipha-3B"})
+    assert list(rows) == ["siglip", "clip", "(chance)", "Mipha-3B (published)"]
+    assert dashed == ("(chance)", "Mipha-3B (published)") and rows["clip"]["MME-P"] == 300.0
+    assert rows["Mipha-3B (published)"]["MME-P"] == 1488.9
+
+    paths = radar(rows, ["GQA", "POPE", "MME-P"], "t", tmp_path / "radar", dashed=dashed)
+
+    assert [p.name for p in paths] == ["radar.png", "radar.pdf"]
+    with Image.open(paths[0]) as image:
+        assert image.size[0] > 400
+    with pytest.raises(ValueError, match="at least 3 benchmarks"):
+        radar(rows, ["GQA", "POPE"], "t", tmp_path / "two")
