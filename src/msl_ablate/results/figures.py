@@ -31,6 +31,17 @@ def _bounds(cell: Interval | float) -> tuple[float, float, float]:
     return cell.estimate, low, high
 
 
+def _save(fig, out_stem: Path) -> list[Path]:
+    """Write ``<out_stem>.png`` and ``.pdf`` and close the figure."""
+    fig.tight_layout()
+    out_stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [out_stem.with_suffix(".png"), out_stem.with_suffix(".pdf")]
+    for path in paths:
+        fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return paths
+
+
 def draw(study: Study, plot: str, title: str, out_stem: Path) -> list[Path]:
     """Draw the study and write ``<out_stem>.png`` and ``.pdf``; returns the paths."""
     if plot not in PLOTS:
@@ -60,13 +71,7 @@ def draw(study: Study, plot: str, title: str, out_stem: Path) -> list[Path]:
     for k in range(n, nrows * ncols):
         axes[k // ncols][k % ncols].axis("off")
     fig.suptitle(f"{title} (mean over seeds, 95% interval; dashed: chance)", fontsize=10)
-    fig.tight_layout()
-    out_stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [out_stem.with_suffix(".png"), out_stem.with_suffix(".pdf")]
-    for path in paths:
-        fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return paths
+    return _save(fig, out_stem)
 
 
 def radar(
@@ -107,10 +112,4 @@ def radar(
     ax.set_ylim(0, 1.0)
     ax.legend(loc="upper left", bbox_to_anchor=(1.08, 1.0), fontsize=7, frameon=False)
     ax.set_title(title, fontsize=10, pad=18)
-    fig.tight_layout()
-    out_stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [out_stem.with_suffix(".png"), out_stem.with_suffix(".pdf")]
-    for path in paths:
-        fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return paths
+    return _save(fig, out_stem)
