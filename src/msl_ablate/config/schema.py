@@ -277,7 +277,9 @@ class PathsConfig:
 class FindingConfig:
     """One of the paper's findings, as a test on a study's cells (``results/findings.py``).
 
-    ``test``: ``best`` (the best cell overall is one of ``cells``), ``similar`` (no paired
+    ``test``: ``best`` (the best cell overall by mean rank is one of ``cells`` and, against the
+    best cell not in ``cells``, better beyond the interval on some benchmark and worse beyond it
+    on none), ``similar`` (no paired
     difference between ``cells`` exceeds its interval), ``better`` (``cells[0]`` beats
     ``cells[1]`` beyond the interval); on ``benchmarks`` (table labels; empty: all).
     """

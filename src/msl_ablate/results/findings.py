@@ -64,13 +64,7 @@ def check_finding(
     if missing:
         return Verdict(claim, None, f"not measured: no results for {missing}")
     if test == "best":
-        ranks = study.mean_ranks()
-        best, runner_up = ranks.index[0], (ranks.index[1] if len(ranks) > 1 else None)
-        evidence = f"best overall (mean rank over {len(study.columns)} benchmarks): {best} "
-        evidence += f"({ranks.iloc[0]:.2f})"
-        if runner_up is not None:
-            evidence += f", then {runner_up} ({ranks.iloc[1]:.2f})"
-        return Verdict(claim, best in named, evidence)
+        return _check_best(study, claim, named, units, **bootstrap)
     if test in ("better", "similar"):
         pairs = (
             [(named[1], named[0])]
@@ -91,6 +85,32 @@ def check_finding(
         head = f"{len(clear)} of {len(diffs)} differences exceed their 95% interval; "
         return Verdict(claim, ok, head + "; ".join(parts))
     raise StudyError(f"finding {claim!r}: unknown test {test!r} (tests: {list(TESTS)})")
+
+
+def _check_best(
+    study: Study, claim: str, named: Sequence[str], units: UnitLoader, **bootstrap
+) -> Verdict:
+    """``best``: a named cell is best by mean rank, and against the best cell it does not name
+    it is better beyond the interval on some benchmark and worse beyond it on none."""
+    ranks = study.mean_ranks()
+    best = ranks.index[0]
+    evidence = f"best overall (mean rank over {len(study.columns)} benchmarks): {best} "
+    evidence += f"({ranks.iloc[0]:.2f})"
+    rivals = [c for c in ranks.index if c not in named]
+    if best not in named or not rivals:
+        if len(ranks) > 1:
+            evidence += f", then {ranks.index[1]} ({ranks.iloc[1]:.2f})"
+        return Verdict(claim, best in named and not rivals, evidence)
+    rival = rivals[0]
+    diffs = {col: study.difference(rival, best, col, units, **bootstrap) for col in study.columns}
+    wins = [c for c, d in diffs.items() if d.excludes_zero and d.estimate > 0]
+    losses = [c for c, d in diffs.items() if d.excludes_zero and d.estimate < 0]
+    evidence += (
+        f"; against the best other cell, {rival} ({ranks[rival]:.2f}): better beyond the 95% "
+        f"interval on {len(wins)} of {len(diffs)} benchmarks ({', '.join(wins) or 'none'}), "
+        f"worse on {len(losses)} ({', '.join(losses) or 'none'})"
+    )
+    return Verdict(claim, bool(wins) and not losses, evidence)
 
 
 def ordering_agreement(study: Study, paper_order: Sequence[str]) -> tuple[list[str], float]:

@@ -15,6 +15,7 @@ from PIL import Image
 from msl_ablate.config.schema import FindingConfig, ReportConfig
 from msl_ablate.evaluation.scoring.benchmarks import HEADLINES_FROM_UNITS
 from msl_ablate.results.figures import radar
+from msl_ablate.results.findings import check_finding
 from msl_ablate.results.report import radar_rows, write_report
 from msl_ablate.results.study import StudyError, load_study
 
@@ -158,3 +159,14 @@ def test_the_radar_scales_each_benchmark_and_draws_chance_and_published_rows(tmp
         assert image.size[0] > 400
     with pytest.raises(ValueError, match="at least 3 benchmarks"):
         radar(rows, ["GQA", "POPE"], "t", tmp_path / "two")
+
+
+def test_a_best_place_within_the_noise_is_not_a_reproduction(fixture) -> None:
+    store, units = fixture
+    study = load_study(store[store["lm"] != "phi_2"], STUDY, "lm")  # gemma_2b and phi_15: close
+    best = study.mean_ranks().index[0]
+
+    verdict = check_finding(study, "x", "best", [best], [], units.__getitem__, n_resamples=500)
+
+    assert verdict.reproduced is False
+    assert "better beyond the 95% interval on 0 of 2 benchmarks" in verdict.evidence
