@@ -26,3 +26,17 @@ def cli() -> Cli:
         )
 
     return run
+
+
+SLURM_SCRIPT = Path(__file__).resolve().parents[1] / "services" / "slurm.sh"
+
+
+@pytest.fixture(scope="session")
+def local_slurm() -> None:
+    """A real one-node SLURM cluster on this machine (``tests/services/slurm.sh start``: as
+    root, installs slurm-wlm and munge if missing); the test is skipped, with the script's reason,
+    where it cannot start."""
+    started = subprocess.run(["bash", str(SLURM_SCRIPT), "start"], capture_output=True,
+                             text=True, timeout=600, stdin=subprocess.DEVNULL)  # fmt: skip
+    if started.returncode != 0:
+        pytest.skip(f"no local SLURM: {started.stderr.strip() or started.stdout.strip()}")

@@ -49,6 +49,11 @@ COMMANDS = {
     ".venv/bin/msl-ablate train -m --config-dir sweeps --config-name demo_projector": "slow",
     # generates the demo-sized data set (~30 s); the status command itself is a fast e2e test
     ".venv/bin/msl-ablate status --config-dir sweeps --config-name demo_projector": "slow",
+    ".venv/bin/msl-ablate train -m --config-dir sweeps --config-name demo_projector "
+    "hydra/launcher=joblib hydra.launcher.n_jobs=2 num_threads=1": "slow",
+    ".venv/bin/msl-ablate train -m --config-dir sweeps --config-name fig5_optim "
+    "hydra/launcher=slurm hydra.launcher.partition=cpu": "skip: submits to a SLURM cluster; "
+    "tests/e2e/test_slurm.py submits a sweep to a real local one (tests/services/slurm.sh)",
     ".venv/bin/msl-ablate train trainer.devices=2 trainer.strategy=ddp preset=demo": "slow",
     ".venv/bin/torchrun --nproc_per_node=2 -m msl_ablate.commands.train trainer.devices=2 "
     "trainer.strategy=ddp preset=demo": "slow",
