@@ -20,6 +20,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from msl_ablate.config.enums import Mode
+from msl_ablate.evaluation.benchmark import ANSWERS_FILE
 from msl_ablate.experiment.layout import (
     EVAL_RECORD,
     STAGE_INPUTS,
@@ -116,9 +117,10 @@ class Measurements:
             shape = model_shape(inputs_of[training_key])
             key = (shape, record["benchmark"], record["protocol_key"])
             evals.setdefault(key, []).append(record["wall_s"])
-            answers = record_path.with_name("answers.jsonl")
+            answers = record_path.with_name(ANSWERS_FILE)
             if answers.is_file():
-                n = sum(1 for line in answers.open(encoding="utf-8") if line.strip())
+                with answers.open(encoding="utf-8") as handle:
+                    n = sum(1 for line in handle if line.strip())
                 if n:
                     per_question.setdefault(shape, []).append(record["wall_s"] / n)
         return cls(steps, evals, per_question)
@@ -258,8 +260,9 @@ class Estimator:
 
     def _sizes_or_why(self, cfg: DictConfig) -> tuple[ComponentSize, ComponentSize] | str:
         vision, lm = self._size(cfg, "vision"), self._size(cfg, "lm")
-        unknown = "; ".join(s for s in (vision, lm) if isinstance(s, str))
-        return unknown or (vision, lm)  # type: ignore[return-value]
+        if isinstance(vision, str) or isinstance(lm, str):
+            return "; ".join(s for s in (vision, lm) if isinstance(s, str))
+        return vision, lm
 
     def stage(self, cfg: DictConfig, name: str, inputs: dict[str, Any], left: int) -> Estimate:
         """A stage with ``left`` of its ``max_steps`` still to train."""
