@@ -64,8 +64,8 @@ results: $(STAMP)
 # The paper's figures at scale mini (CPU): a sweep (Hydra multirun), then its report. Add
 # `ARGS=preset=paper` for the cluster scale, or any override (e.g. ARGS="seed=0").
 # The jobs of a sweep run side by side on this machine (hydra-joblib-launcher), JOBS at a time
-# with the cores shared out between them: on 2 cores, two 1-thread jobs get through more than
-# one 2-thread job (small models leave a second thread idle). `LAUNCHER=` runs them one by one;
+# with the cores shared out between them (small models leave a second thread idle much of the
+# time; docs/study.md has what was measured). `LAUNCHER=` runs them one by one;
 # on a cluster pass its launcher instead (LAUNCHER="hydra/launcher=...").
 JOBS ?= 2
 THREADS ?= $(shell n=$$(( $$(nproc) / $(JOBS) )); echo $$(( n > 0 ? n : 1 )))
