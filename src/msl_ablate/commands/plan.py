@@ -15,7 +15,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from msl_ablate.config.compose import absolutize_paths, compose, sweep_jobs, sweeps_dir
+from msl_ablate.config.compose import (
+    absolutize_paths,
+    compose,
+    job_labels,
+    sweep_jobs,
+    sweeps_dir,
+)
 from msl_ablate.experiment.checks import check
 from msl_ablate.utils.errors import ConfigError, DataError
 
@@ -120,8 +126,6 @@ def render(jobs: list[list[str]], configs: list, peak: float | None, use: float 
     known = [s.seconds for s in [*todo, *evals] if s.seconds is not None]
     total = sum(known)
     device = "GPU" if str(cfg.trainer.accelerator) in ("gpu", "cuda") else "machine"
-    varying = [i for i in range(len(jobs[0]) if jobs else 0)
-               if len({tuple(j)[i] for j in jobs}) > 1]  # fmt: skip
     done = sum(s.state == "done" for s in states)
     lines = [
         f"plan {cfg.study}: {len(configs)} job(s), {done} done; outputs {cfg.paths.output_dir}",
@@ -147,8 +151,9 @@ def render(jobs: list[list[str]], configs: list, peak: float | None, use: float 
         "",
         "jobs:",
     ]
-    for i, (job, seconds, state) in enumerate(zip(jobs, per_job, states, strict=True)):
-        shown = " ".join(job[k] for k in varying) or " ".join(job) or "(defaults)"
+    for i, (shown, seconds, state) in enumerate(
+        zip(job_labels(jobs), per_job, states, strict=True)
+    ):
         lines.append(f"  [{i}] {shown}: {state.state}, {duration(seconds)} of new work")
     unknown = len(todo) + len(evals) - len(known)
     hours = total * speed.devices / 3600

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from msl_ablate.config.compose import absolutize_paths, compose, sweep_jobs
+from msl_ablate.config.compose import absolutize_paths, compose, job_labels, sweep_jobs
 from msl_ablate.experiment.checks import check
 from msl_ablate.utils.errors import ConfigError, DataError
 
@@ -73,10 +73,7 @@ def report(jobs: list[list[str]], configs: list) -> str:
         + ", ".join(f"{n} {state}" for state, n in counts.items()),
         f"outputs: {configs[0].paths.output_dir}" if configs else "",
     ]
-    varying = [i for i in range(len(jobs[0]) if jobs else 0)
-               if len({tuple(j)[i] for j in jobs}) > 1]  # fmt: skip
-    for i, (job, cfg, state) in enumerate(zip(jobs, configs, states, strict=True)):
-        shown = " ".join(job[k] for k in varying) or " ".join(job) or "(defaults)"
+    for i, (shown, cfg, state) in enumerate(zip(job_labels(jobs), configs, states, strict=True)):
         run = (
             "no MLflow run"
             if state.mlflow is None

@@ -124,6 +124,13 @@ def absolutize_paths(cfg: DictConfig) -> None:
         cfg.paths[key] = str(Path(cfg.paths[key]).expanduser().resolve())
 
 
+def job_labels(jobs: list[list[str]]) -> list[str]:
+    """Each job of a sweep named by the overrides that vary between jobs (all of them if none do)."""
+    varying = [i for i in range(len(jobs[0]) if jobs else 0)
+               if len({tuple(j)[i] for j in jobs}) > 1]  # fmt: skip
+    return [" ".join(job[k] for k in varying) or " ".join(job) or "(defaults)" for job in jobs]
+
+
 def sweeps_dir() -> Path:
     """The repository's ``sweeps/`` (beside ``conf/``)."""
     return config_dir().parent / "sweeps"
