@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -93,6 +94,43 @@ def test_a_figure5_sweep_shares_stage_one_and_a_rerun_does_nothing(
     df = _store(tmp_path)  # rebuilt from MLflow before the new rows were added
     assert len(df) > n_rows and not df.duplicated(["evaluation_key", "metric"]).any()
     assert df.groupby(["training_key", "benchmark"])["protocol"].nunique().max() == 2
+
+
+def test_a_cell_shared_by_two_studies_counts_for_both(tmp_path, tiny_overrides, fits, capsys):
+    """fig4_vision's SigLIP cell is fig2_lm's Phi-1.5 cell: the second study trains nothing
+    but its table must hold the cell, in the store and in a store rebuilt from MLflow."""
+    job = [*tiny_overrides, f"paths.root={tmp_path}", "eval.benchmarks=[pope]"]
+    train_command.main([*job, "study=fig2_lm-mini"])
+    assert fits == ["align", "finetune"]
+    before = _store(tmp_path)
+    assert set(before["study"]) == {"fig2_lm-mini"}
+
+    assert status_command.main([*job, "study=fig4_vision-mini"]) == 0
+    out = capsys.readouterr().out
+    assert "0 done, 0 running, 0 failed, 1 todo" in out
+    assert "with fig2_lm-mini; not yet in fig4_vision-mini's results" in out
+
+    train_command.main([*job, "study=fig4_vision-mini"])
+    assert fits == ["align", "finetune"]  # nothing trained again
+    assert "store rows added for study fig4_vision-mini" in capsys.readouterr().out
+    (training,) = _runs(tmp_path, "training")
+    assert training.data.tags["study.fig2_lm-mini"] == "true"
+    assert training.data.tags["study.fig4_vision-mini"] == "true"
+    df = _store(tmp_path)
+    first, second = (df[df["study"] == s].drop(columns="study").reset_index(drop=True)
+                     for s in ("fig2_lm-mini", "fig4_vision-mini"))  # fmt: skip
+    assert len(first) == len(before) > 0
+    pd.testing.assert_frame_equal(first, second)  # the same evaluations, once per study
+    assert status_command.main([*job, "study=fig4_vision-mini"]) == 0
+    assert "1 done, 0 running, 0 failed, 0 todo" in capsys.readouterr().out
+
+    train_command.main([*job, "study=fig4_vision-mini"])  # again: nothing added twice
+    assert len(_store(tmp_path)) == len(df)
+    rebuilt = store.rebuild(f"sqlite:///{tmp_path}/mlruns/mlflow.db", "msl-ablate",
+                            tmp_path / "rebuilt.parquet")  # fmt: skip
+    key = ["study", "evaluation_key", "metric"]
+    pd.testing.assert_frame_equal(rebuilt.sort_values(key).reset_index(drop=True),
+                                  df.sort_values(key).reset_index(drop=True))  # fmt: skip
 
 
 def test_a_non_finite_loss_fails_the_run_with_step_and_reason(make_cfg, monkeypatch):

@@ -90,4 +90,9 @@ def report(jobs: list[list[str]], configs: list) -> str:
         )
         if state.failure:
             lines.append(f"      failure: {state.failure.splitlines()[0][:200]}")
+        others = [s for s in state.studies if s != cfg.study]
+        if others:
+            joined = "" if cfg.study in state.studies else (
+                f"; not yet in {cfg.study}'s results (`train` adds it, training nothing)")  # fmt: skip
+            lines.append(f"      {'shared':<9} with {', '.join(others)}{joined}")
     return "\n".join(line for line in lines if line)

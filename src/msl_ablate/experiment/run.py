@@ -31,7 +31,16 @@ from msl_ablate.experiment.keys import keys_of, stage_inputs
 from msl_ablate.experiment.layout import RUN_CONFIG, StageLayout, TrainingLayout
 from msl_ablate.experiment.stages import run_stages
 from msl_ablate.results import store
-from msl_ablate.tracking.mlflow_run import EVALUATION, TRAINING, Tracker, flatten, git_sha
+from msl_ablate.tracking.mlflow_run import (
+    EVALUATION,
+    STUDY_TAG,
+    TRAINING,
+    Tracker,
+    flatten,
+    git_sha,
+    studies_of,
+    study_tag,
+)
 from msl_ablate.utils.files import write_text_atomic
 from msl_ablate.utils.locks import hold, is_held
 from msl_ablate.utils.logging import get_logger, is_rank_zero
@@ -83,7 +92,8 @@ def provenance(cfg: DictConfig) -> dict[str, str]:
 
 def training_tags(cfg: DictConfig, keys: dict[str, str]) -> dict[str, str]:
     return {
-        "study": cfg.study,
+        STUDY_TAG: cfg.study,
+        study_tag(cfg.study): "true",
         "seed": str(cfg.seed),
         "git_sha": git_sha(),
         "outputs": str(cfg.paths.output_dir),
@@ -188,7 +198,14 @@ def _run_locked(plan: Plan, tracker: Tracker | None) -> dict[str, Any]:
             f"with the run's config to finish it)"
         )
     found = None if tracker is None else tracker.find(TRAINING, training.key)
-    recorded = set() if tracker is None else tracker.finished_evaluations(training.key)
+    recorded = {} if tracker is None else tracker.finished_evaluations(training.key)
+    # A model trained for another study (a cell two studies share) joins this one: its tag,
+    # then its recorded evaluations' store rows again, now with a row for this study too.
+    joins = found is not None and study_tag(cfg.study) not in found.data.tags
+    if joins:
+        tracker.set_tags(found.info.run_id, {study_tag(cfg.study): "true"})
+        log.info("Training %s (%s) was trained for %s: it joins study %s", training.key,
+                 run_name(cfg), ", ".join(studies_of(found.data.tags)), cfg.study)  # fmt: skip
     pending = {e.key for e in evaluations if e.record() is None}
     unlogged = [e for e in evaluations if tracker is not None and e.key not in recorded]
     training_recorded = tracker is None or (found is not None and found.info.status == "FINISHED")
@@ -196,12 +213,16 @@ def _run_locked(plan: Plan, tracker: Tracker | None) -> dict[str, Any]:
     if not unfinished and training_recorded and not pending and not unlogged:
         for e in evaluations:
             result["metrics"] |= e.record()["metrics"]
+            if joins:
+                result["store_rows"] += _store(cfg, tracker, recorded[e.key].info.run_id,
+                                               found.info.run_id)  # fmt: skip
         result["skipped"] = True
         log.info(
             "Nothing to do for training %s (%s): stages %s finished, %d evaluations recorded%s; "
-            "skipped",
+            "skipped%s",
             training.key, run_name(cfg), ", ".join(plan.keys), len(evaluations),
             "" if found is None else f" (MLflow run {found.info.run_id})",
+            f" ({result['store_rows']} store rows added for study {cfg.study})" if joins else "",
         )  # fmt: skip
         _log_heldout(cfg, result["metrics"])
         return result
@@ -235,7 +256,6 @@ def _run_locked(plan: Plan, tracker: Tracker | None) -> dict[str, Any]:
     last_stage = list(cfg.strategy.stages)[-1]
     tags = {"training_key": training.key, "outputs": str(cfg.paths.output_dir),
             "study": cfg.study}  # fmt: skip
-    path = Path(cfg.paths.results_dir) / store.STORE_FILE
     for e in evaluations:
         record = e.record()
         info = {"key": e.key, "protocol": e.protocol_key, "new": e.key in pending, "run_id": None}
@@ -251,16 +271,28 @@ def _run_locked(plan: Plan, tracker: Tracker | None) -> dict[str, Any]:
                 raise
         if info["run_id"] is not None:
             close_evaluation(tracker, info["run_id"], e, record)
-            client = tracker.client
-            rows = store.rows_from_runs(client.get_run(info["run_id"]), client.get_run(run_id))
-            store.upsert(path, rows, tracker=tracker)
-            result["store_rows"] += len(rows)
+            result["store_rows"] += _store(cfg, tracker, info["run_id"], run_id)
+        elif joins:
+            result["store_rows"] += _store(cfg, tracker, recorded[e.key].info.run_id, run_id)
         result["evaluations"][e.spec.name] = info
         result["metrics"] |= record["metrics"]
     _log_heldout(cfg, result["metrics"])
     if result["store_rows"]:
+        path = _store_path(cfg)
         log.info("Results store %s:\n%s", path, store.summary(store.load(path)))
     return result
+
+
+def _store_path(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.results_dir) / store.STORE_FILE
+
+
+def _store(cfg: DictConfig, tracker: Tracker, evaluation_run: str, training_run: str) -> int:
+    """Add an evaluation's rows to the store (one per study of its training); returns how many."""
+    client = tracker.client
+    rows = store.rows_from_runs(client.get_run(evaluation_run), client.get_run(training_run))
+    store.upsert(_store_path(cfg), rows, tracker=tracker)
+    return len(rows)
 
 
 def _bring_to_end(

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from msl_ablate.experiment.layout import StageLayout, TrainingLayout
 from msl_ablate.experiment.run import Plan
-from msl_ablate.tracking.mlflow_run import TRAINING, Tracker
+from msl_ablate.tracking.mlflow_run import TRAINING, Tracker, studies_of
 from msl_ablate.training.checkpointing import checkpoint_step, resume_path
 from msl_ablate.utils.files import read_json
 from msl_ablate.utils.locks import is_held
@@ -45,6 +45,8 @@ class TrainingState:
             is FAILED or KILLED) | ``todo``.
         mlflow: ``(run id, status)`` of its training run, or None.
         evaluations: ``(recorded, asked)``.
+        studies: The studies its MLflow run belongs to (a cell shared by several studies);
+            it is ``done`` only once it belongs to the config's own study.
     """
 
     layout: TrainingLayout
@@ -53,6 +55,7 @@ class TrainingState:
     stages: list[StageState]
     evaluations: tuple[int, int]
     failure: str | None
+    studies: tuple[str, ...] = ()
 
 
 def _stage_state(cfg: DictConfig, name: str, key: str) -> StageState:
@@ -72,23 +75,27 @@ def training_state(cfg: DictConfig, tracker: Tracker | None) -> TrainingState:
     stages = [_stage_state(cfg, name, key) for name, key in plan.keys.items()]
     layout, evaluations = plan.training, plan.evaluations
     mlflow, failure, recorded = None, None, {e.key for e in evaluations if e.record() is not None}
+    studies: tuple[str, ...] = ()
     if tracker is not None:
         found = tracker.find(TRAINING, layout.key)
         if found is not None:
             mlflow = (found.info.run_id, found.info.status)
             failure = found.data.tags.get("failure")
-        recorded &= tracker.finished_evaluations(layout.key)
+            studies = tuple(studies_of(found.data.tags))
+        recorded &= set(tracker.finished_evaluations(layout.key))
     n_recorded = sum(e.key in recorded for e in evaluations)
     all_done = all(s.state == "finished" for s in stages) and n_recorded == len(evaluations)
     if is_held(layout.lock):
         state = RUNNING
-    elif all_done and (tracker is None or (mlflow and mlflow[1] == "FINISHED")):
+    elif all_done and (tracker is None or (mlflow and mlflow[1] == "FINISHED"
+                                           and cfg.study in studies)):  # fmt: skip
         state = DONE
     elif mlflow is not None and mlflow[1] in ("FAILED", "KILLED"):
         state = FAILED
     else:
         state = TODO
-    return TrainingState(layout, state, mlflow, stages, (n_recorded, len(evaluations)), failure)
+    return TrainingState(layout, state, mlflow, stages, (n_recorded, len(evaluations)), failure,
+                         studies)  # fmt: skip
 
 
 def stage_use(states: list[TrainingState]) -> dict[str, int]:

@@ -1,4 +1,7 @@
-"""The results store: one row per (training, evaluation, metric), built only from MLflow runs.
+"""The results store: one row per (training, evaluation, metric, study), built only from MLflow runs.
+
+A training that two studies share (the same cell asked by both) has its rows once per study, so
+each study's table is read from its own rows alone (``study`` column).
 
 Every row names the trained model (``training_key``, its axes, where its weights came from:
 ``vision_weights``/``lm_weights`` checkpoint ids and whether they were tiny twins), the
@@ -19,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from msl_ablate.evaluation.headline import HEADLINE_METRICS
+from msl_ablate.tracking.mlflow_run import studies_of
 from msl_ablate.utils.files import atomic_path
 from msl_ablate.utils.locks import hold
 from msl_ablate.utils.logging import get_logger
@@ -27,7 +31,7 @@ log = get_logger(__name__)
 
 STORE_FILE = "store.parquet"
 CSV_EXPORT = "store.csv"  # written beside the store at every write
-KEY_COLUMNS = ["training_key", "evaluation_key", "metric"]
+KEY_COLUMNS = ["training_key", "evaluation_key", "metric", "study"]
 COLUMNS = [
     "training_key", "evaluation_key", "benchmark", "protocol", "metric", "value",
     "study", "seed", "vision", "lm", "projector", "strategy", "data",
@@ -44,7 +48,8 @@ class StoreError(ValueError):
 
 
 def rows_from_runs(evaluation: Any, training: Any) -> list[dict[str, Any]]:
-    """The store rows of an evaluation run (``mlflow.entities.Run``) and its training run."""
+    """The store rows of an evaluation run (``mlflow.entities.Run``) and its training run: one
+    per metric and study of the training (``tracking.mlflow_run.studies_of``)."""
     ev, tr = evaluation.data.tags, training.data.tags
     params = training.data.params
     prefix = f"{ev['stage']}/{ev['benchmark']}/"
@@ -53,7 +58,6 @@ def rows_from_runs(evaluation: Any, training: Any) -> list[dict[str, Any]]:
         "evaluation_key": ev["evaluation_key"],
         "benchmark": ev["benchmark"],
         "protocol": ev["protocol"],
-        "study": tr.get("study"),
         "seed": int(tr.get("seed", 0)),
         **{axis: tr.get(f"axis.{axis}") for axis in AXES},
         "stage": ev["stage"],
@@ -71,7 +75,8 @@ def rows_from_runs(evaluation: Any, training: Any) -> list[dict[str, Any]]:
         "evaluated_at": pd.Timestamp(evaluation.info.start_time, unit="ms", tz="UTC").isoformat(),
     }
     return [
-        {**common, "metric": name.removeprefix(prefix), "value": value}
+        {**common, "study": study, "metric": name.removeprefix(prefix), "value": value}
+        for study in studies_of(tr) or [None]
         for name, value in sorted(evaluation.data.metrics.items())
         if name.startswith(prefix)
     ]

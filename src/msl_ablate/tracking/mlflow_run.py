@@ -1,7 +1,8 @@
 """MLflow as the record of the stage graph: one run per training key, nested runs per evaluation.
 
 * A **training run** (tag ``kind=training``, ``training_key``) holds the model's config as
-  params, its axes and weight provenance as tags, and the curves of every stage
+  params, its axes and weight provenance as tags, one ``study.<name>`` tag per study that asked
+  for this model (two studies may share a cell), and the curves of every stage
   (``<stage>/train/loss``), copied from the run that trained a stage when it was reused.
   A resumed training reopens its own run, so its steps continue in one curve.
 * An **evaluation run** (``kind=evaluation``, ``evaluation_key``), nested under the training
@@ -38,6 +39,24 @@ MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 # MLflow's limits per log_batch call.
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
+# A training belongs to every study that asked for it: one tag per study, so a second study that
+# finds the model trained only adds its tag (no read-modify-write of a shared list).
+STUDY_TAG = "study"  # the study that first trained the model
+STUDY_TAG_PREFIX = "study."
+
+
+def study_tag(study: str) -> str:
+    """The tag that says a training belongs to ``study``."""
+    return f"{STUDY_TAG_PREFIX}{study}"
+
+
+def studies_of(tags: dict[str, str]) -> list[str]:
+    """Every study a training run belongs to, from its tags (runs older than the per-study tags
+    have only ``study``)."""
+    found = {k.removeprefix(STUDY_TAG_PREFIX) for k in tags if k.startswith(STUDY_TAG_PREFIX)}
+    if tags.get(STUDY_TAG):
+        found.add(tags[STUDY_TAG])
+    return sorted(found)
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
@@ -117,11 +136,11 @@ class Tracker:
         found = self.search(kind, f"tags.{KEY_TAG[kind]} = '{key}'")
         return found[0] if found else None
 
-    def finished_evaluations(self, training_key: str) -> set[str]:
-        """The evaluation keys of a training whose evaluation run is FINISHED."""
+    def finished_evaluations(self, training_key: str) -> dict[str, Any]:
+        """The FINISHED evaluation runs of a training, by evaluation key."""
         done = self.search(EVALUATION, f"tags.training_key = '{training_key}' and "
                            "attributes.status = 'FINISHED'")  # fmt: skip
-        return {run.data.tags[KEY_TAG[EVALUATION]] for run in done}
+        return {run.data.tags[KEY_TAG[EVALUATION]]: run for run in done}
 
     def open(
         self,

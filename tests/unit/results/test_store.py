@@ -84,3 +84,29 @@ def test_summary_ends_with_the_chance_and_majority_answer_baselines(tmp_path):
     *_, chance, last = store.summary(df).splitlines()
     assert last.split()[0] == "(majority" and "66.7" in last and "30.0" in last
     assert chance.split()[0] == "(chance)" and "49.3" in chance and "30.0" not in chance
+
+
+def _run(run_id, tags, params=None, metrics=None):
+    from types import SimpleNamespace
+
+    data = SimpleNamespace(tags=tags, params=params or {}, metrics=metrics or {})
+    return SimpleNamespace(info=SimpleNamespace(run_id=run_id, start_time=0), data=data)
+
+
+@pytest.mark.parametrize(
+    ("tags", "studies"),
+    [
+        ({"study": "a"}, ["a"]),  # a run from before the per-study tags
+        ({"study": "a", "study.a": "true", "study.b": "true"}, ["a", "b"]),
+        ({}, [None]),
+    ],
+)
+def test_an_evaluation_has_its_rows_once_per_study_of_its_training(tags, studies):
+    evaluation = _run("e", {"training_key": "t", "evaluation_key": "k", "benchmark": "pope",
+                            "protocol": "p", "stage": "finetune"},
+                      metrics={"finetune/pope/f1": 70.0, "finetune/pope/accuracy": 71.0,
+                               "align/pope/f1": 1.0})  # fmt: skip
+    rows = store.rows_from_runs(evaluation, _run("t", tags))
+    assert sorted((r["study"] or "", r["metric"]) for r in rows) == sorted(
+        (s or "", m) for s in studies for m in ("accuracy", "f1"))  # fmt: skip
+    assert {r["value"] for r in rows if r["metric"] == "f1"} == {70.0}
