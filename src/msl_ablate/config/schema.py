@@ -154,6 +154,8 @@ class StageConfig:
     split: str = MISSING  # a key of data.files
     max_steps: int = MISSING
     batch_size: int = 32
+    # Batches of records of similar length (less padding), in a random order of batches.
+    group_by_length: bool = False
     warmup_ratio: float = 0.03  # num_warmup_steps = int(warmup_ratio * max_steps)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)

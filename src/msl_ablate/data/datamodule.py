@@ -58,6 +58,7 @@ class VLMDataModule(L.LightningDataModule):
         max_length: Longest sequence (``models.assemble.max_sequence_length``).
         batch_size: Samples per step on each device.
         seed: Seeds the data order (``data.sampler``).
+        group_by_length: Steps of records of similar length (``data.sampler.epoch_permutation``).
     """
 
     def __init__(
@@ -71,6 +72,7 @@ class VLMDataModule(L.LightningDataModule):
         max_length: int,
         batch_size: int,
         seed: int = 0,
+        group_by_length: bool = False,
     ):
         super().__init__()
         self.data_cfg = data_cfg
@@ -82,6 +84,7 @@ class VLMDataModule(L.LightningDataModule):
         self.max_length = max_length
         self.batch_size = batch_size
         self.seed = seed
+        self.group_by_length = group_by_length
         self.train_set: LlavaDataset | None = None
 
     def make_dataset(self, split: str) -> LlavaDataset:
@@ -131,6 +134,7 @@ class VLMDataModule(L.LightningDataModule):
             len(self.train_set), batch_size, self.seed,
             start_position=lambda: self._start_position(batch_size, world_size),
             rank=rank, world_size=world_size,
+            lengths=self.train_set.lengths() if self.group_by_length else None,
         )  # fmt: skip
         return PositionLoader(
             self.train_set,

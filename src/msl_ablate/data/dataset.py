@@ -91,6 +91,16 @@ class LlavaDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def lengths(self) -> list[int]:
+        """Each record's approximate length in tokens, for length-grouped batches: its image
+        tokens plus a quarter of its text's characters (about 4 per BPE token). Only their order
+        matters; tokenizing every record first would take minutes on LLaVA's 665k records."""
+        return [
+            self.num_image_tokens * int(rec.get("image") is not None)
+            + sum(len(turn.get("value", "")) for turn in rec["conversations"]) // 4
+            for rec in self.records
+        ]
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         rec = self.records[index]
         messages = to_messages(rec["conversations"], rec["id"])

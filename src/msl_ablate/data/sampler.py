@@ -7,6 +7,9 @@ position, never on how many times the loader was restarted. A stage resumed at g
 the samples an uninterrupted run would have seen. Each global step uses ``batch_size *
 world_size`` consecutive positions; rank ``r`` takes the ``r``-th slice of ``batch_size``.
 
+With record lengths (``strategy.stages.<stage>.group_by_length``), each pass's permutation puts
+records of similar length in the same step (less padding), still a function of (seed, pass).
+
 ``PositionLoader`` is the ``DataLoader`` for it: it tells Lightning that a mid-epoch resume is
 exact (Lightning warns otherwise) and checks that the checkpoint's stream is this one.
 
@@ -18,37 +21,72 @@ splits its output by rank again; the trainer must be built with ``use_distribute
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Sampler
+from transformers.trainer_pt_utils import get_length_grouped_indices
 
 # What the Trainer of a stage trained with ``PositionSampler`` needs (the sampler splits by rank).
 TRAINER_KWARGS = {"use_distributed_sampler": False}
 
 
-def epoch_permutation(seed: int, epoch: int, num_records: int) -> torch.Tensor:
+def _generator(seed: int, epoch: int) -> torch.Generator:
+    # One generator per (seed, epoch), so a pass's order never depends on the passes before it;
+    # hashed so that no two (seed, epoch) pairs share a generator seed.
+    key = hashlib.blake2b(f"{seed}:{epoch}".encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(key, "little"))
+
+
+def epoch_permutation(
+    seed: int,
+    epoch: int,
+    num_records: int,
+    lengths: Sequence[int] | None = None,
+    step_size: int = 1,
+) -> torch.Tensor:
     """The order of the records in pass ``epoch`` over the data.
 
     Args:
         seed: The run's seed.
         epoch: Which pass over the data (``position // num_records``).
         num_records: Records in the split.
+        lengths: Each record's length: then every run of ``step_size`` positions holds records
+            of similar length (transformers' length grouping: sorted within random groups of
+            up to 50 steps), the steps in random order, the one with the longest record first.
+        step_size: Positions per global step (with ``lengths``).
 
     Returns:
         A permutation of ``range(num_records)`` (int64).
     """
-    # One generator per (seed, epoch), so a pass's order never depends on the passes before it;
-    # hashed so that no two (seed, epoch) pairs share a generator seed.
-    key = hashlib.blake2b(f"{seed}:{epoch}".encode(), digest_size=8).digest()
-    generator = torch.Generator().manual_seed(int.from_bytes(key, "little"))
-    return torch.randperm(num_records, generator=generator)
+    generator = _generator(seed, epoch)
+    if lengths is None:
+        return torch.randperm(num_records, generator=generator)
+    if len(lengths) != num_records:
+        raise ValueError(f"{len(lengths)} lengths for {num_records} records")
+    order = torch.tensor(get_length_grouped_indices(list(lengths), step_size, generator=generator))
+    # The library sorts each group of steps longest first, a sawtooth of sequence length over
+    # a stage's steps; a random order of the full steps after the first (the one holding the
+    # longest record, so that memory runs out at step 1 if at all) removes it.
+    n_steps = num_records // step_size
+    if n_steps > 2:
+        steps = order[: n_steps * step_size].view(n_steps, step_size)
+        shuffled = torch.cat([torch.zeros(1, dtype=torch.long),
+                              1 + torch.randperm(n_steps - 1, generator=generator)])  # fmt: skip
+        order = torch.cat([steps[shuffled].reshape(-1), order[n_steps * step_size :]])
+    return order
 
 
-def record_at(seed: int, position: int, num_records: int) -> int:
+def record_at(
+    seed: int,
+    position: int,
+    num_records: int,
+    lengths: Sequence[int] | None = None,
+    step_size: int = 1,
+) -> int:
     """The record at ``position`` of the stream (one permutation per pass over the data)."""
     epoch, offset = divmod(position, num_records)
-    return int(epoch_permutation(seed, epoch, num_records)[offset])
+    return int(epoch_permutation(seed, epoch, num_records, lengths, step_size)[offset])
 
 
 class PositionSampler(Sampler[int]):
@@ -66,6 +104,7 @@ class PositionSampler(Sampler[int]):
             global step, a multiple of ``batch_size * world_size``.
         rank: This process's global rank.
         world_size: Number of processes; each step uses ``batch_size * world_size`` positions.
+        lengths: Each record's length, for length-grouped steps (``epoch_permutation``).
 
     Raises:
         ValueError: A count is not positive, or ``rank`` is outside ``[0, world_size)``.
@@ -79,6 +118,7 @@ class PositionSampler(Sampler[int]):
         start_position: Callable[[], int] = lambda: 0,
         rank: int = 0,
         world_size: int = 1,
+        lengths: Sequence[int] | None = None,
     ):
         if num_records < 1 or batch_size < 1 or world_size < 1:
             raise ValueError(
@@ -93,6 +133,7 @@ class PositionSampler(Sampler[int]):
         self.start_position = start_position
         self.rank = rank
         self.world_size = world_size
+        self.lengths = lengths
 
     @property
     def step_size(self) -> int:
@@ -125,7 +166,8 @@ class PositionSampler(Sampler[int]):
         for position in self.positions(start):
             if position // self.num_records != epoch:  # (re)compute only at pass boundaries
                 epoch = position // self.num_records
-                order = epoch_permutation(self.seed, epoch, self.num_records)
+                order = epoch_permutation(self.seed, epoch, self.num_records, self.lengths,
+                                          self.step_size)  # fmt: skip
             yield int(order[position % self.num_records])
 
 
@@ -142,7 +184,8 @@ class PositionLoader(DataLoader):
         if not isinstance(sampler, PositionSampler):
             raise TypeError(f"PositionLoader needs a PositionSampler, got {type(sampler).__name__}")
         return {"seed": sampler.seed, "num_records": sampler.num_records,
-                "step_size": sampler.step_size}  # fmt: skip
+                "step_size": sampler.step_size,
+                "grouped_by_length": int(sampler.lengths is not None)}  # fmt: skip
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         """Check that the checkpoint's stream is this loader's.
@@ -157,6 +200,6 @@ class PositionLoader(DataLoader):
             detail = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
             raise RuntimeError(
                 f"cannot resume this stage exactly: its data stream changed since the checkpoint "
-                f"({detail}); restore the data split, seed, batch size and device count, or "
+                f"({detail}); restore the data split, seed, batch size, length grouping and device count, or "
                 f"delete the stage's checkpoints folder to train it from the start"
             )

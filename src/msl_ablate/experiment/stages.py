@@ -73,7 +73,7 @@ def fit_stage(
     datamodule = VLMDataModule(
         cfg.data, resolve_data_root(cfg.data, cfg.paths.data_dir), stage.split,
         vlm.lm.tokenizer, vlm.vision.image_transform, vlm.num_image_tokens, max_length,
-        stage.batch_size, seed=cfg.seed,
+        stage.batch_size, seed=cfg.seed, group_by_length=stage.group_by_length,
     )  # fmt: skip
     callbacks: list[L.Callback] = [
         StageCheckpoint(

@@ -54,6 +54,8 @@ class VLMLitModule(L.LightningModule):
             raise NonFiniteLossError(self.stage.name, self.global_step, mean_loss.item())
         batch_size = batch["input_ids"].shape[0]
         self.log("train/loss", out.loss, prog_bar=True, batch_size=batch_size)
+        mask = batch["attention_mask"]  # the share of computed positions that are padding
+        self.log("train/padding", 1.0 - mask.sum().item() / mask.numel(), batch_size=batch_size)
         for group in self.optimizers().param_groups:
             self.log(f"train/lr_{group['name']}", group["lr"], batch_size=batch_size)
         return out.loss

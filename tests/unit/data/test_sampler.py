@@ -60,3 +60,44 @@ def test_bad_arguments_and_start_positions_raise():
         PositionSampler(8, 4, seed=0, rank=2, world_size=2)
     with pytest.raises(RuntimeError, match="start position 6 is not a non-negative multiple of"):
         list(PositionSampler(8, 4, seed=0, start_position=lambda: 6))
+
+
+def _padding(order: list[int], lengths: list[int], step: int) -> float:
+    steps = [order[i : i + step] for i in range(0, len(order) - step + 1, step)]
+    computed = sum(max(lengths[r] for r in s) * len(s) for s in steps)
+    return 1 - sum(lengths[r] for s in steps for r in s) / computed
+
+
+def test_length_grouped_passes_pad_less_and_stay_a_function_of_seed_and_pass():
+    import random
+
+    draw = random.Random(0)
+    n, step = 4000, 32  # LLaVA-like: many short answers, some long turns
+    lengths = [draw.choice([20, 30, 40]) + (draw.random() < 0.2) * draw.randint(50, 200)
+               for _ in range(n)]  # fmt: skip
+    plain = epoch_permutation(3, 0, n).tolist()
+    grouped = epoch_permutation(3, 0, n, lengths, step).tolist()
+    assert sorted(grouped) == list(range(n))
+    assert grouped == epoch_permutation(3, 0, n, lengths, step).tolist()  # no hidden state
+    assert grouped != epoch_permutation(3, 1, n, lengths, step).tolist()
+    assert _padding(plain, lengths, step) > 0.4 and _padding(grouped, lengths, step) < 0.1
+    # The longest record is in the first step: memory runs out at once if at all.
+    assert max(lengths[r] for r in grouped[:step]) == max(lengths)
+    # Steps come in random order, not longest first within each group of steps.
+    longest = [max(lengths[r] for r in grouped[i : i + step]) for i in range(step, n - step, step)]
+    assert sum(a < b for a, b in zip(longest, longest[1:], strict=False)) > len(longest) // 5
+    # A restart anywhere continues the same grouped stream.
+    sampler = PositionSampler(n, step, seed=3, start_position=lambda: 64 * step, lengths=lengths)
+    stream = [record_at(3, p, n, lengths, step) for p in range(64 * step, 65 * step)]
+    assert list(sampler)[:step] == stream
+
+
+def test_a_changed_grouping_refuses_to_resume():
+    from msl_ablate.data.sampler import PositionLoader
+
+    lengths = list(range(8))
+    grouped = PositionLoader(list(range(8)), batch_size=2,
+                             sampler=PositionSampler(8, 2, 0, lengths=lengths))  # fmt: skip
+    plain = PositionLoader(list(range(8)), batch_size=2, sampler=PositionSampler(8, 2, 0))
+    with pytest.raises(RuntimeError, match="grouped_by_length 1 -> 0"):
+        plain.load_state_dict(grouped.state_dict())

@@ -54,11 +54,12 @@ class LossLog(L.Callback):
         self.losses[trainer.global_step] = outputs["loss"].item()
 
 
-def _datamodule(cfg: DictConfig, vlm, stage: DictConfig) -> VLMDataModule:
+def _datamodule(cfg: DictConfig, vlm, stage: DictConfig, grouped: bool | None = None):
     return VLMDataModule(
         cfg.data, resolve_data_root(cfg.data, cfg.paths.data_dir), stage.split,
         vlm.lm.tokenizer, vlm.vision.image_transform, vlm.num_image_tokens,
         max_sequence_length(cfg, vlm), stage.batch_size, seed=cfg.seed,
+        group_by_length=stage.group_by_length if grouped is None else grouped,
     )  # fmt: skip
 
 
@@ -99,18 +100,29 @@ def straight_dir(make_cfg, tmp_path) -> Path:
     return tmp_path / "straight"
 
 
-def test_the_loader_serves_the_stream_without_a_trainer(make_cfg):
-    cfg = make_cfg(*OVERRIDES)
+def _padding(batches: list[dict[str, torch.Tensor]]) -> float:
+    mask = torch.cat([b["attention_mask"].flatten() for b in batches])
+    return 1 - mask.sum().item() / mask.numel()
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_the_loader_serves_the_stream_without_a_trainer(make_cfg, grouped):
+    cfg = make_cfg(*OVERRIDES, f"strategy.stages.{STAGE}.batch_size=4")
     vlm = build_vlm(cfg)
-    datamodule = _datamodule(cfg, vlm, cfg.strategy.stages[STAGE])
+    datamodule = _datamodule(cfg, vlm, cfg.strategy.stages[STAGE], grouped)
     datamodule.setup("fit")
     loader, data = datamodule.train_dataloader(), datamodule.train_set
     batches = list(loader)
-    assert len(loader) == len(batches) == 4  # one pass of 32 records in full batches of 8
+    assert len(loader) == len(batches) == 8  # one pass of 32 records in full batches of 4
+    lengths = data.lengths() if grouped else None
     for step, batch in enumerate(batches):
-        indices = [record_at(cfg.seed, 8 * step + i, len(data)) for i in range(8)]
+        indices = [record_at(cfg.seed, 4 * step + i, len(data), lengths, 4) for i in range(4)]
         expected = loader.collate_fn([data[i] for i in indices])
         assert torch.equal(batch["input_ids"], expected["input_ids"])
+    if grouped:  # the same records, in steps of similar length: less padding
+        plain = _datamodule(cfg, vlm, cfg.strategy.stages[STAGE], False)
+        plain.setup("fit")
+        assert _padding(batches) < 0.6 * _padding(list(plain.train_dataloader()))
 
 
 def test_each_rank_loads_its_slice_from_the_trainer_step(make_cfg):
@@ -130,10 +142,12 @@ def test_each_rank_loads_its_slice_from_the_trainer_step(make_cfg):
     with pytest.raises(RuntimeError, match="build the Trainer with {'use_distributed_sampler'"):
         loader(0, use_distributed_sampler=True)
     data = loader(0).dataset
+    assert cfg.strategy.stages[STAGE].group_by_length  # the recipe's: steps of similar lengths
     for rank in (0, 1):  # step 3 of 2 x 8 samples: positions 48..63, rank 1 takes 56..63
         (batch, *_) = loader(rank)
         first = 48 + 8 * rank
-        expected = [data[record_at(cfg.seed, p, len(data))] for p in range(first, first + 8)]
+        expected = [data[record_at(cfg.seed, p, len(data), data.lengths(), 16)]
+                    for p in range(first, first + 8)]  # fmt: skip
         assert torch.equal(batch["input_ids"], loader(rank).collate_fn(expected)["input_ids"])
 
 
