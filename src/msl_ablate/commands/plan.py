@@ -15,14 +15,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from msl_ablate.config.compose import (
-    absolutize_paths,
-    compose,
-    job_labels,
-    sweep_jobs,
-    sweeps_dir,
-)
-from msl_ablate.experiment.checks import check
+from msl_ablate.config.compose import job_labels, sweeps_dir
+from msl_ablate.experiment.checks import checked_sweep
 from msl_ablate.utils.errors import ConfigError, DataError
 
 EXIT_BAD_INPUT = 2
@@ -191,11 +185,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return EXIT_BAD_INPUT
     try:
-        jobs = sweep_jobs(overrides, name, folder)
-        configs = [compose(job, name, folder) for job in jobs]
-        for cfg in configs:
-            absolutize_paths(cfg)
-            check(cfg)
+        jobs, configs = checked_sweep(overrides, name, folder)
         print(render(jobs, configs, args.peak_tflops, args.utilisation))
     except (ConfigError, DataError, FileNotFoundError) as err:
         print(f"msl-ablate plan: {err}", file=sys.stderr)

@@ -14,8 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from msl_ablate.config.compose import absolutize_paths, compose, job_labels, sweep_jobs
-from msl_ablate.experiment.checks import check
+from msl_ablate.config.compose import job_labels
+from msl_ablate.experiment.checks import checked_sweep
 from msl_ablate.utils.errors import ConfigError, DataError
 
 EXIT_BAD_INPUT = 2
@@ -36,11 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_console_logging()
     try:
-        jobs = sweep_jobs(args.overrides, args.config_name, args.config_dir)
-        configs = [compose(job, args.config_name, args.config_dir) for job in jobs]
-        for cfg in configs:
-            absolutize_paths(cfg)
-            check(cfg)
+        jobs, configs = checked_sweep(args.overrides, args.config_name, args.config_dir)
     except (ConfigError, DataError) as err:
         print(f"msl-ablate status: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

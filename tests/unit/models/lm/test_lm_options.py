@@ -146,3 +146,20 @@ def test_options_are_all_listed() -> None:
     assert {"qwen15_18b", "qwen15_18b_chat", "qwen2_15b", "qwen2_15b_instruct"} <= set(LM_OPTIONS)
     assert {"tinyllama_11b", "tinyllama_11b_chat", "smollm2_135m_instruct"} <= set(LM_OPTIONS)
     assert Path(CONF_DIR / "lm" / "tiny_phi.yaml").is_file()
+
+
+def test_phi_runs_the_fused_gelu_with_the_same_outputs(make_cfg) -> None:
+    from transformers import AutoConfig
+    from transformers.activations import ACT2FN
+
+    cfg, vlm = _build(make_cfg, "phi_15")
+    model = vlm.lm.model
+    assert AutoConfig.from_pretrained(model.name_or_path).hidden_act == "gelu_new"  # on disk
+    assert model.config.hidden_act == "gelu_pytorch_tanh"
+    mlps = [m for m in model.modules() if hasattr(m, "activation_fn")]
+    assert mlps and all(type(m.activation_fn) is type(ACT2FN["gelu_pytorch_tanh"]) for m in mlps)
+    ids = torch.randint(0, 64, (2, 24))
+    fused = model(input_ids=ids).logits
+    for m in mlps:
+        m.activation_fn = ACT2FN["gelu_new"]
+    torch.testing.assert_close(model(input_ids=ids).logits, fused, rtol=0, atol=1e-5)
