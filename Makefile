@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PYTEST_MARKERS ?= not slow and not gpu and not network
 
 .PHONY: help install install-smollm2 demo zoo test test-all test-gpu lint format results clean \
-	fig2 fig3 fig4 fig5 figures paper-mini
+	fig2 fig3 fig4 fig5 figures paper-mini mlflow-ui mlflow-server mlflow-server-stop
 
 help:
 	@echo "make demo      train + evaluate the tiny offline model end to end (a few minutes on CPU)"
@@ -19,6 +19,8 @@ help:
 	@echo "make fig2 ... fig5  run a figure's mini sweep (sweeps/fig*.yaml, 3 seeds) and write its report"
 	@echo "make figures   every study's report (results/reports/) from the store alone, no training"
 	@echo "make paper-mini  every mini sweep, then every report (docs/study.md)"
+	@echo "make mlflow-ui the MLflow web UI on mlruns/mlflow.db (http://127.0.0.1:5000)"
+	@echo "make mlflow-server  a team server: PostgreSQL + mlflow server (tracking=server, docs/cluster.md)"
 	@echo "make lint      ruff check + format check;  make format  fixes them"
 
 # The venv is (re)built only when pyproject.toml changes, so a second `make demo` installs nothing.
@@ -72,19 +74,33 @@ THREADS ?= $(shell n=$$(( $$(nproc) / $(JOBS) )); echo $$(( n > 0 ? n : 1 )))
 LAUNCHER ?= hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS) num_threads=$(THREADS)
 SWEEP := $(BIN)/msl-ablate train -m --config-dir sweeps --config-name
 REPORT := $(BIN)/msl-ablate report
+# $(call figure,SWEEP): the zoo members its jobs use (once; cached: parallel jobs would otherwise
+# wait for each other's pretraining), the sweep, its report.
+figure = $(BIN)/msl-ablate zoo build --sweep $(1) num_threads=$$(nproc) $(ARGS) && \
+	$(SWEEP) $(1) $(LAUNCHER) $(ARGS) && $(REPORT) $(1) $(ARGS)
 fig2: $(STAMP)
-	$(SWEEP) fig2_lm $(LAUNCHER) $(ARGS) && $(REPORT) fig2_lm $(ARGS)
+	$(call figure,fig2_lm)
 fig3: $(STAMP)
-	$(SWEEP) fig3_instruct $(LAUNCHER) $(ARGS) && $(REPORT) fig3_instruct $(ARGS)
+	$(call figure,fig3_instruct)
 fig4: $(STAMP)
-	$(SWEEP) fig4_vision $(LAUNCHER) $(ARGS) && $(REPORT) fig4_vision $(ARGS)
-	$(SWEEP) fig4_resolution $(LAUNCHER) $(ARGS) && $(REPORT) fig4_resolution $(ARGS)
+	$(call figure,fig4_vision)
+	$(call figure,fig4_resolution)
 fig5: $(STAMP)
-	$(SWEEP) fig5_optim $(LAUNCHER) $(ARGS) && $(REPORT) fig5_optim $(ARGS)
+	$(call figure,fig5_optim)
 figures: $(STAMP)
 	$(REPORT) --all $(ARGS)
-# The zoo first (once; cached): a sweep would otherwise pretrain its twins while it trains.
-paper-mini: zoo fig2 fig3 fig4 fig5
+paper-mini: fig2 fig3 fig4 fig5
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache
+
+# MLflow (docs/cluster.md). The UI reads this folder's sqlite store; the team server keeps its
+# PostgreSQL cluster and artifacts in MLFLOW_DIR and listens on MLFLOW_PORT (runs: tracking=server).
+MLFLOW_DIR ?= .mlflow-server
+MLFLOW_PORT ?= 5000
+mlflow-ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --port $(MLFLOW_PORT)
+mlflow-server: $(STAMP)
+	MLFLOW=$(BIN)/mlflow MLFLOW_PORT=$(MLFLOW_PORT) bash tests/services/mlflow_server.sh start $(MLFLOW_DIR)
+mlflow-server-stop:
+	bash tests/services/mlflow_server.sh stop $(MLFLOW_DIR)

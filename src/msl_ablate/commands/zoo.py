@@ -1,6 +1,9 @@
-"""``msl-ablate zoo build|list [--only a,b] [overrides]``: pretrain the tiny zoo, show its cards.
+"""``msl-ablate zoo build|list [--only a,b] [--sweep S ...] [overrides]``: pretrain the tiny zoo,
+show its cards.
 
-``build`` pretrains every recipe of ``conf/zoo`` (or those named) that is not built yet into
+``build`` pretrains every recipe of ``conf/zoo`` (or those named, or those the jobs of the named
+sweeps of ``sweeps/`` stand in for: ``make fig2`` builds only what Figure 2 needs) that is not
+built yet into
 ``paths.zoo_dir``, the folder ``offline_twins=true`` loads from; ``list`` prints each member's
 card: steps, build time, loss and its scores against a random init of the same shape.
 """
@@ -22,11 +25,28 @@ def _table(rows: list[dict]) -> str:
         return pd.DataFrame(rows).fillna("").to_string(index=False)
 
 
+def sweep_members(sweeps: list[str], overrides: list[str]) -> list[str]:
+    """The zoo members that the jobs of these sweeps (of ``sweeps/``) stand in for."""
+    from msl_ablate.config.components import zoo_members
+    from msl_ablate.config.compose import sweep_jobs, sweeps_dir
+
+    folder = str(sweeps_dir())
+    names: list[str] = []
+    for sweep in sweeps:
+        for job in sweep_jobs(overrides, sweep, folder):
+            cfg = compose(job, sweep, folder)
+            names += [n for part in ("vision", "lm")
+                      for n in zoo_members(cfg[part], part, cfg.offline_twins)]  # fmt: skip
+    return list(dict.fromkeys(names))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Build the zoo's members or list them with their cards."""
     parser = argparse.ArgumentParser(prog="msl-ablate zoo", description=main.__doc__)
     parser.add_argument("action", choices=["build", "list"])
     parser.add_argument("--only", default="", help="comma-separated recipe names (default: all)")
+    parser.add_argument("--sweep", action="append", default=[],
+                        help="only the members the jobs of this sweep of sweeps/ use (repeatable)")  # fmt: skip
     parser.add_argument(
         "overrides", nargs="*", help="config overrides (paths.cache_dir=..., zoo.max_steps=...)"
     )
@@ -44,6 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     only = [n for n in args.only.split(",") if n] or None
+    if args.sweep:
+        try:
+            only = [*(only or []), *sweep_members(args.sweep, args.overrides)]
+        except ConfigError as err:
+            print(f"msl-ablate zoo: {err}", file=sys.stderr)
+            return 2
+        if not only:  # real checkpoints (e.g. preset=paper): no twin stands in
+            print(f"zoo: the jobs of {', '.join(args.sweep)} use no zoo member")
+            return 0
     zoo_dir, max_steps = cfg.paths.zoo_dir, cfg.zoo.max_steps
     try:
         chosen = zoo.members(only)

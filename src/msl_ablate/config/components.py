@@ -34,3 +34,15 @@ def components(node: Any, where: str) -> Iterator[tuple[str, Any]]:
     elif isinstance(node, list | ListConfig):
         for i, value in enumerate(node):
             yield from components(value, f"{where}[{i}]")
+
+
+def zoo_members(node: Any, where: str, offline_twins: bool) -> list[str]:
+    """The pretrained zoo members (``conf/zoo``) that stand in for an option's components: those
+    whose twin is the model (``offline_twins`` or no checkpoint) and names a zoo recipe."""
+    return [
+        str(spec["twin"]["name"])
+        for _, spec in components(node, where)
+        if (offline_twins or spec["checkpoint"] is None)
+        and isinstance(spec.get("twin"), dict | DictConfig)
+        and "name" in spec["twin"]
+    ]

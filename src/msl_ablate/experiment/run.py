@@ -18,7 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from msl_ablate.config.components import components
+from msl_ablate.config.components import components, zoo_members
 from msl_ablate.evaluation.run_benchmarks import benchmark_specs, prompt_limit
 from msl_ablate.experiment.evaluations import (
     Evaluation,
@@ -77,14 +77,9 @@ def provenance(cfg: DictConfig) -> dict[str, str]:
     for part in ("vision", "lm"):
         specs = [spec for _, spec in components(cfg[part], part)]
         tags[f"weights.{part}"] = "+".join(str(s.checkpoint or "tiny-twin") for s in specs)
-        flags = [bool(cfg.offline_twins or s.checkpoint is None) for s in specs]
-        twins = set(flags)
+        twins = {bool(cfg.offline_twins or s.checkpoint is None) for s in specs}
         tags[f"twin.{part}"] = "mixed" if len(twins) > 1 else str(twins.pop()).lower()
-        members = [
-            str(s.twin.name)
-            for s, twin in zip(specs, flags, strict=True)
-            if twin and s.twin is not None and "name" in s.twin
-        ]
+        members = zoo_members(cfg[part], part, cfg.offline_twins)
         if members:
             tags[f"zoo.{part}"] = "+".join(members)
     return tags
