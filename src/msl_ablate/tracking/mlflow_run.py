@@ -115,11 +115,23 @@ class Tracker:
             self.client = MlflowClient(tracking_uri=self.tracking_uri)
             experiment = self.client.get_experiment_by_name(tracking.experiment)
             if experiment is None:
-                self.experiment_id = self.client.create_experiment(
-                    tracking.experiment, artifact_location=tracking.artifact_location
-                )
+                self.experiment_id = self._create_experiment(tracking)
             else:
                 self.experiment_id = experiment.experiment_id
+
+    def _create_experiment(self, tracking: DictConfig) -> str:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.create_experiment(
+                tracking.experiment, artifact_location=tracking.artifact_location
+            )
+        except MlflowException:
+            # On a server, another job of the sweep may have created it a moment ago.
+            experiment = self.client.get_experiment_by_name(tracking.experiment)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
 
     def search(self, kind: str, where: str = "") -> list[Any]:
         """Runs of a kind, newest first, with an extra MLflow filter (``tags.x = 'y'``)."""
