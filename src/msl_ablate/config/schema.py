@@ -315,6 +315,8 @@ class TrainConfig:
     # null: the vision option's own image_size.
     resolution: str | None = None
     resolutions: dict[str, int] = field(default_factory=dict)
+    # Text tokens per sample at each resolution (a preset may need fewer as image tokens grow).
+    text_lengths: dict[str, int] = field(default_factory=dict)
     report: ReportConfig | None = None  # a study's report (sweeps/*.yaml)
     seed: int = 0
     optimized_metric: str | None = None  # the metric `train` returns to a Hydra sweeper
