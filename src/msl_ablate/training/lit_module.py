@@ -52,13 +52,19 @@ class VLMLitModule(L.LightningModule):
         mean_loss = self.trainer.strategy.reduce(out.loss.detach().clone(), reduce_op="mean")
         if not torch.isfinite(mean_loss):
             raise NonFiniteLossError(self.stage.name, self.global_step, mean_loss.item())
+        loss = out.loss
+        if not loss.requires_grad:
+            # A text-only batch when only the projector trains: nothing trained is in the graph.
+            # Tie the trained weights in with a zero gradient, so the step (and every DDP rank)
+            # still happens and the data stream stays at one batch per step.
+            loss = loss + sum(p.sum() * 0.0 for g in self.param_groups for p in g["params"])
         batch_size = batch["input_ids"].shape[0]
         self.log("train/loss", out.loss, prog_bar=True, batch_size=batch_size)
         mask = batch["attention_mask"]  # the share of computed positions that are padding
         self.log("train/padding", 1.0 - mask.sum().item() / mask.numel(), batch_size=batch_size)
         for group in self.optimizers().param_groups:
             self.log(f"train/lr_{group['name']}", group["lr"], batch_size=batch_size)
-        return out.loss
+        return loss
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = instantiate(self.stage.optimizer, _convert_="all")(self.param_groups)

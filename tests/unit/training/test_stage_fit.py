@@ -253,3 +253,23 @@ def test_the_checkpoint_cadence_is_checked(make_cfg):
     ]
     with pytest.raises(ValueError, match="needs every_minutes or every_steps; both are None"):
         StageCheckpoint(Path("."), None, None)
+
+
+def test_a_text_only_batch_still_steps_when_only_the_projector_trains(make_cfg, tmp_path):
+    from msl_ablate.data.collate import VLMCollator
+
+    cfg = make_cfg("strategy=vfrozen_lmfrozen", f"strategy.stages.{STAGE}.max_steps=2")
+    vlm = build_vlm(cfg)
+    stage = cfg.strategy.stages[STAGE]
+    module = VLMLitModule(vlm, apply_stage(vlm, stage), stage)
+    ids = vlm.lm.tokenizer("a text-only turn", return_tensors="pt").input_ids[0]
+    samples = [{"id": str(i), "input_ids": ids, "labels": ids} for i in range(4)]  # no image
+    loader = torch.utils.data.DataLoader(samples, batch_size=2, collate_fn=VLMCollator(
+        vlm.lm.tokenizer.pad_token_id))  # fmt: skip
+    before = {n: p.detach().clone() for n, p in vlm.projector.named_parameters()}
+    trainer: L.Trainer = instantiate(cfg.trainer, max_steps=2, logger=False,
+                                     enable_checkpointing=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(module, train_dataloaders=loader)
+    assert trainer.global_step == 2  # one batch per step, as the data stream counts them
+    # Zero gradients: only the optimizer's own update (AdamW's from no signal is zero).
+    assert all(torch.equal(p, before[n]) for n, p in vlm.projector.named_parameters())
