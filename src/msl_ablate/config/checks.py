@@ -79,6 +79,8 @@ def _optimizer_problems(where: str, stage: DictConfig) -> list[str]:
         problems.append(f"{where}.max_steps must be >= 1, got {stage.max_steps}")
     if stage.batch_size < 1:
         problems.append(f"{where}.batch_size must be >= 1, got {stage.batch_size}")
+    if stage.split_by_length < 1:
+        problems.append(f"{where}.split_by_length must be >= 1, got {stage.split_by_length}")
     if not 0 <= stage.warmup_ratio < 1:
         problems.append(f"{where}.warmup_ratio must be in [0, 1), got {stage.warmup_ratio}")
     opt, at = stage.optimizer, f"{where}.optimizer"

@@ -156,6 +156,9 @@ class StageConfig:
     batch_size: int = 32
     # Batches of records of similar length (less padding), in a random order of batches.
     group_by_length: bool = False
+    # Compute each step's batch in up to this many parts of similar length: the same samples,
+    # loss and gradient with less padding (training/micro_batches.py); 1 computes it whole.
+    split_by_length: int = 1
     warmup_ratio: float = 0.03  # num_warmup_steps = int(warmup_ratio * max_steps)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)

@@ -92,13 +92,19 @@ class VisionLanguageModel(nn.Module):
         labels: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
         image_features: torch.Tensor | None = None,
+        num_items_in_batch: torch.Tensor | None = None,
     ) -> CausalLMOutputWithPast:
-        """Compute logits, and the loss on ``labels`` when given (-100 is ignored)."""
+        """Compute logits, and the loss on ``labels`` when given (-100 is ignored).
+
+        The loss is the mean over this batch's label tokens, or with ``num_items_in_batch``
+        their sum divided by it (transformers' loss for a batch computed in parts).
+        """
         has_images = pixel_values is not None or image_features is not None
         image_embeds = self.encode_images(pixel_values, image_features) if has_images else None
         inputs_embeds = self.merge_image_embeds(input_ids, image_embeds)  # (B, L, D_lm)
+        extra = {} if num_items_in_batch is None else {"num_items_in_batch": num_items_in_batch}
         return self.lm.model(
-            inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels, **extra
         )
 
     @torch.no_grad()

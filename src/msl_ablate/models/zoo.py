@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from msl_ablate.config.components import components
 from msl_ablate.data.tokens import IMAGE_TOKEN
+from msl_ablate.models.activations import fuse_activation
 from msl_ablate.models.chat_templates import TINY_CHAT_TEMPLATE
 from msl_ablate.utils.files import build_dir_atomically, stable_hash
 from msl_ablate.utils.locks import hold
@@ -112,7 +113,12 @@ def new_lm_twin(zoo_dir: Path, model_class: str, config: dict, seed: int = 0):
         "bos_token_id": tokenizer.eos_token_id,
     }
     torch.manual_seed(seed)
-    return cls(cls.config_class(**{**config, **ids})), tokenizer
+    model_config = cls.config_class(**{**config, **ids})
+    original = fuse_activation(model_config)  # the same function, faster to pretrain
+    model = cls(model_config)
+    if original is not None:
+        model.config.hidden_act = original
+    return model, tokenizer
 
 
 def save_hf_lm_twin(

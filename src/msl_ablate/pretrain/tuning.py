@@ -31,6 +31,7 @@ from torch import nn
 from transformers import AddedToken, AutoTokenizer, PreTrainedTokenizerBase
 
 from msl_ablate.data.tokens import IGNORE_INDEX
+from msl_ablate.models.activations import fuse_activation
 from msl_ablate.models.chat_templates import CHAT_STYLES, ChatStyle
 from msl_ablate.models.zoo import resolve_checkpoint
 from msl_ablate.pretrain.cards import Card, Stopwatch, sample_losses, write_card
@@ -76,7 +77,12 @@ def load_base(
     """The base member (built first if missing, as ``offline_twins`` would), loaded for training."""
     spec = {"name": base["name"], "checkpoint": None, "twin": base}
     folder = Path(resolve_checkpoint(spec, True, zoo_dir))
-    model = get_class(base["model_class"]).from_pretrained(folder)
+    cls = get_class(base["model_class"])
+    config = cls.config_class.from_pretrained(folder)
+    original = fuse_activation(config)  # the same function, faster to tune
+    model = cls.from_pretrained(folder, config=config)
+    if original is not None:
+        model.config.hidden_act = original  # the tuned member's config names the base's
     return model, AutoTokenizer.from_pretrained(folder), folder
 
 

@@ -10,9 +10,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from msl_ablate.models.vlm import VisionLanguageModel
+from msl_ablate.training.micro_batches import count_label_tokens, split_by_length
 from msl_ablate.utils.errors import NonFiniteLossError
-
-MODEL_INPUTS = ("input_ids", "attention_mask", "labels", "pixel_values", "image_features")
 
 
 class VLMLitModule(L.LightningModule):
@@ -46,22 +45,28 @@ class VLMLitModule(L.LightningModule):
                 before backward, so the weights and the optimizer state stay those of the last
                 finite step.
         """
-        out = self.vlm(**{k: v for k, v in batch.items() if k in MODEL_INPUTS})
+        parts = split_by_length(batch, self.stage.split_by_length, self.vlm.image_token_id)
+        if len(parts) == 1:
+            loss = self.vlm(**parts[0]).loss
+        else:  # one graph: the token-mean loss and gradient of the whole batch
+            n_tokens = count_label_tokens(batch["labels"])
+            loss = sum(self.vlm(**part, num_items_in_batch=n_tokens).loss for part in parts)
         # Averaged so that every rank stops: one that went on would wait forever in the
         # gradient all-reduce. NaN or inf on any rank makes the mean non-finite.
-        mean_loss = self.trainer.strategy.reduce(out.loss.detach().clone(), reduce_op="mean")
+        mean_loss = self.trainer.strategy.reduce(loss.detach().clone(), reduce_op="mean")
         if not torch.isfinite(mean_loss):
             raise NonFiniteLossError(self.stage.name, self.global_step, mean_loss.item())
-        loss = out.loss
         if not loss.requires_grad:
             # A text-only batch when only the projector trains: nothing trained is in the graph.
             # Tie the trained weights in with a zero gradient, so the step (and every DDP rank)
             # still happens and the data stream stays at one batch per step.
             loss = loss + sum(p.sum() * 0.0 for g in self.param_groups for p in g["params"])
         batch_size = batch["input_ids"].shape[0]
-        self.log("train/loss", out.loss, prog_bar=True, batch_size=batch_size)
-        mask = batch["attention_mask"]  # the share of computed positions that are padding
-        self.log("train/padding", 1.0 - mask.sum().item() / mask.numel(), batch_size=batch_size)
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size)
+        # The share of computed positions that are padding.
+        computed = sum(part["attention_mask"].numel() for part in parts)
+        padding = 1.0 - batch["attention_mask"].sum().item() / computed
+        self.log("train/padding", padding, batch_size=batch_size)
         for group in self.optimizers().param_groups:
             self.log(f"train/lr_{group['name']}", group["lr"], batch_size=batch_size)
         return loss

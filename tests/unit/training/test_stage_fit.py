@@ -272,3 +272,20 @@ def test_a_text_only_batch_still_steps_when_only_the_projector_trains(make_cfg, 
     assert trainer.global_step == 2  # one batch per step, as the data stream counts them
     # Zero gradients: only the optimizer's own update (AdamW's from no signal is zero).
     assert all(torch.equal(p, before[n]) for n, p in vlm.projector.named_parameters())
+
+
+def test_a_step_in_parts_is_the_step_of_the_whole_batch(make_cfg, tmp_path):
+    runs = {}
+    for parts in (1, 3):
+        log = LossLog()
+        cfg = make_cfg(*OVERRIDES, f"strategy.stages.{STAGE}.max_steps=3",
+                       f"strategy.stages.{STAGE}.split_by_length={parts}")  # fmt: skip
+        module = _fit(cfg, tmp_path / str(parts), log)
+        padding = module.trainer.callback_metrics["train/padding"].item()
+        runs[parts] = (log.losses, _trainable(module), padding)
+    (losses, weights, padding), (split_losses, split_weights, split_padding) = runs[1], runs[3]
+    assert list(split_losses) == [1, 2, 3]
+    assert split_losses == pytest.approx(losses, rel=1e-5)
+    for name, value in weights.items():
+        assert torch.allclose(split_weights[name], value, atol=1e-5), name
+    assert split_padding < padding

@@ -163,3 +163,16 @@ def test_phi_runs_the_fused_gelu_with_the_same_outputs(make_cfg) -> None:
     for m in mlps:
         m.activation_fn = ACT2FN["gelu_new"]
     torch.testing.assert_close(model(input_ids=ids).logits, fused, rtol=0, atol=1e-5)
+
+
+def test_a_phi_twin_pretrains_with_the_fused_gelu_and_saves_gelu_new(tmp_path) -> None:
+    from transformers.activations import ACT2FN
+
+    from msl_ablate.models.zoo import new_lm_twin
+
+    sizes = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+             "num_attention_heads": 2, "max_position_embeddings": 64}  # fmt: skip
+    model, _ = new_lm_twin(tmp_path, "transformers.PhiForCausalLM", sizes)
+    mlps = [m for m in model.modules() if hasattr(m, "activation_fn")]
+    assert mlps and all(type(m.activation_fn) is type(ACT2FN["gelu_pytorch_tanh"]) for m in mlps)
+    assert model.config.hidden_act == "gelu_new"  # what save_pretrained writes
