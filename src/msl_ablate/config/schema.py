@@ -153,7 +153,10 @@ class StageConfig:
     name: str = MISSING  # align | finetune (equal to its key under strategy.stages)
     split: str = MISSING  # a key of data.files
     max_steps: int = MISSING
-    batch_size: int = 32
+    batch_size: int = 32  # samples per forward pass on each device
+    # Samples per optimizer step over all devices; null: batch_size x devices. Set, gradient
+    # accumulation makes up the rest (config/batching.py).
+    global_batch_size: int | None = None
     # Batches of records of similar length (less padding), in a random order of batches.
     group_by_length: bool = False
     # Compute each step's batch in up to this many parts of similar length: the same samples,

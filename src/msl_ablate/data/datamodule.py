@@ -135,6 +135,7 @@ class VLMDataModule(L.LightningDataModule):
             start_position=lambda: self._start_position(batch_size, world_size),
             rank=rank, world_size=world_size,
             lengths=self.train_set.lengths() if self.group_by_length else None,
+            accumulation=trainer.accumulate_grad_batches if trainer else 1,
         )  # fmt: skip
         return PositionLoader(
             self.train_set,

@@ -19,6 +19,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ThroughputMonitor
 from omegaconf import DictConfig
 
+from msl_ablate.config.batching import accumulation
 from msl_ablate.data.datamodule import VLMDataModule, resolve_data_root
 from msl_ablate.data.sampler import TRAINER_KWARGS
 from msl_ablate.experiment.layout import StageLayout
@@ -96,6 +97,9 @@ def fit_stage(
         enable_checkpointing=False,
         **TRAINER_KWARGS,  # the sampler shards positions over ranks itself (data/sampler.py)
     )
+    # The stage's global batch on however many processes the trainer runs (checked here too:
+    # `devices: auto` is counted only now).
+    trainer.accumulate_grad_batches = accumulation(stage, trainer.world_size)
     ckpt = resume_path(layout.resume_dir)
     if ckpt is not None:
         log.info("Stage %s resumes from %s", stage.name, ckpt)
