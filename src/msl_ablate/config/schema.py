@@ -180,6 +180,15 @@ class StrategyConfig:
 
 
 @dataclass
+class FeatureCacheConfig:
+    """Frozen vision features computed once per (encoder, image) and read from disk
+    (``experiment/features.py``): in stages whose tower is frozen, and was in every stage before."""
+
+    enabled: bool = False
+    max_gb: float = 20.0  # every encoder's cache together; the least recently used go first
+
+
+@dataclass
 class DataConfig:
     name: str = MISSING
     generator: Any = (
@@ -192,6 +201,7 @@ class DataConfig:
     max_length: int | None = None
     max_text_length: int = 512  # text tokens per sample when max_length is null
     num_workers: int = 0
+    feature_cache: FeatureCacheConfig = field(default_factory=FeatureCacheConfig)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from msl_ablate.config.batching import accumulation
 from msl_ablate.data.datamodule import VLMDataModule, resolve_data_root
 from msl_ablate.data.sampler import TRAINER_KWARGS
+from msl_ablate.experiment.features import fill_feature_cache, stage_feature_cache
 from msl_ablate.experiment.layout import StageLayout
 from msl_ablate.models.vlm import VisionLanguageModel
 from msl_ablate.tracking.mlflow_run import StageMLFlowLogger, Tracker
@@ -71,11 +72,17 @@ def fit_stage(
         RuntimeError: The stage stopped before ``max_steps`` (a graceful interrupt).
         NonFiniteLossError: The loss became NaN or infinite.
     """
+    features = stage_feature_cache(cfg, stage.name)
     datamodule = VLMDataModule(
         cfg.data, resolve_data_root(cfg.data, cfg.paths.data_dir), stage.split,
         vlm.lm.tokenizer, vlm.vision.image_transform, vlm.num_image_tokens, max_length,
         stage.batch_size, seed=cfg.seed, group_by_length=stage.group_by_length,
+        features=features,
     )  # fmt: skip
+    if features is not None:  # the tower is frozen: its features come from the cache
+        datamodule.setup("fit")
+        fill_feature_cache(features, vlm.vision, datamodule.train_set.image_paths(),
+                           cfg.data.feature_cache.max_gb)  # fmt: skip
     callbacks: list[L.Callback] = [
         StageCheckpoint(
             layout.resume_dir, cfg.checkpoint.every_minutes, cfg.checkpoint.every_steps
