@@ -61,6 +61,7 @@ def fill_feature_cache(
     images: list[Path],
     max_gb: float | None = None,
     batch_size: int = 64,
+    device: str | None = None,
 ) -> int:
     """Compute and store the features of the images the cache lacks.
 
@@ -71,6 +72,7 @@ def fill_feature_cache(
         max_gb: Size limit of every encoder's cache together: the least recently used other
             encoders' caches are deleted beyond it.
         batch_size: Images per forward pass.
+        device: Where the tower runs for the fill (moved there and back); None: where it is.
 
     Returns:
         How many images' features were computed.
@@ -82,18 +84,18 @@ def fill_feature_cache(
             log.info("Vision features: computing %d of %d images into %s", len(missing),
                      len(digests), cache.folder)  # fmt: skip
             was_training = vision.training
-            vision.eval()
+            home = next(vision.parameters()).device
+            vision.eval().to(device or home)
             for start in range(0, len(missing), batch_size):
                 chunk = missing[start : start + batch_size]
                 pixels = []
                 for _, path in chunk:
                     with Image.open(path) as image:
                         pixels.append(vision.image_transform(image))
-                device = next(vision.parameters()).device
-                features = vision(torch.stack(pixels).to(device))  # (B, N, D_v)
+                features = vision(torch.stack(pixels).to(device or home))  # (B, N, D_v)
                 for (digest, _), feats in zip(chunk, features, strict=True):
                     cache.put(digest, feats)
-            vision.train(was_training)
+            vision.train(was_training).to(home)
         cache.folder.mkdir(parents=True, exist_ok=True)
         os.utime(cache.folder)  # recently used: the size limit evicts the others first
         if max_gb is not None:

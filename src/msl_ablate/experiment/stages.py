@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ThroughputMonitor
 from omegaconf import DictConfig
@@ -81,8 +82,9 @@ def fit_stage(
     )  # fmt: skip
     if features is not None:  # the tower is frozen: its features come from the cache
         datamodule.setup("fit")
+        on_gpu = str(cfg.trainer.accelerator) in ("gpu", "cuda") and torch.cuda.is_available()
         fill_feature_cache(features, vlm.vision, datamodule.train_set.image_paths(),
-                           cfg.data.feature_cache.max_gb)  # fmt: skip
+                           cfg.data.feature_cache.max_gb, device="cuda" if on_gpu else None)  # fmt: skip
     callbacks: list[L.Callback] = [
         StageCheckpoint(
             layout.resume_dir, cfg.checkpoint.every_minutes, cfg.checkpoint.every_steps
