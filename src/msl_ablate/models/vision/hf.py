@@ -81,12 +81,8 @@ class HFVisionEncoder(VisionEncoder):
         config = model.config
         side = image_size // config.patch_size
         self._grid = (side, side)
-        depth = config.num_hidden_layers
         # A path, not the module: a second attribute would duplicate its keys in state_dict.
-        self._blocks_path = _blocks_path(model, depth, name)
-        self._num_used_blocks = blocks_feeding(feature_layer, depth, name)
-        _drop_blocks_after(model, self._blocks_path, self._num_used_blocks)
-        _drop_pooling_head(model)
+        self._blocks_path, self._num_used_blocks = cut_tower(model, feature_layer, name)
         # CLIP, SigLIP and ViT interpolate only when asked; DINOv2 always does and has no flag.
         self._forward_kwargs: dict[str, Any] = {}
         accepts = inspect.signature(model.forward).parameters
@@ -120,6 +116,20 @@ class HFVisionEncoder(VisionEncoder):
             f"check vision.num_prefix_tokens and vision.drop_cls ({option_file(self.name)})",
         )
         return features
+
+
+def cut_tower(model: nn.Module, feature_layer: int, name: str = "?") -> tuple[str, int]:
+    """End a transformers vision model at its feature layer (in place).
+
+    Returns:
+        The dotted path of its block list and how many blocks it keeps.
+    """
+    depth = model.config.num_hidden_layers
+    path = _blocks_path(model, depth, name)
+    keep = blocks_feeding(feature_layer, depth, name)
+    _drop_blocks_after(model, path, keep)
+    _drop_pooling_head(model)
+    return path, keep
 
 
 def _drop_blocks_after(model: nn.Module, blocks_path: str, keep: int) -> None:
