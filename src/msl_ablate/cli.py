@@ -14,6 +14,7 @@ COMMANDS = {
     "plan": ("msl_ablate.commands.plan", "SWEEP [overrides]  a sweep's stages and evaluations, what is done, how long the rest takes"),
     "status": ("msl_ablate.commands.status", "[overrides]   where each job of a sweep stands: done/running/failed/todo, stages, artifacts"),
     "zoo": ("msl_ablate.commands.zoo", "build|list [--only a,b]  pretrain the tiny zoo (conf/zoo) / print its cards"),
+    "cache": ("msl_ablate.commands.cache", "info|clear     the frozen vision features cached on this machine"),
     "results": ("msl_ablate.commands.results", "[--rebuild]    print the results store (rebuilt from MLflow with --rebuild)"),
     "report": ("msl_ablate.commands.report", "STUDY|--all   a study's table, differences, figure and findings (sweeps/*.yaml)"),
 }  # fmt: skip

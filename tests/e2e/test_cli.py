@@ -6,13 +6,16 @@ DDP launcher starts rank 1 by re-running it, which fails if the CLI rewrote it.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
+from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,16 +42,44 @@ def test_a_sweep_runs_one_job_per_point_and_tracks_each(cli, tmp_path: Path, tin
     assert df.groupby("benchmark")["training_key"].nunique().to_dict() == {"eval": 2, "pope": 2}
 
 
-def test_ddp_relaunches_the_command_on_two_cpu_processes(cli, tmp_path: Path, tiny_overrides):
-    out = cli(
-        ["train", *tiny_overrides, "trainer.devices=2", "trainer.strategy=ddp",
-         "tracking.enabled=false", "eval.benchmarks=[]", "eval.split=null"],
-        cwd=tmp_path,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "Starting with 2 processes" in out.stdout + out.stderr
-    stages = tmp_path / "outputs" / "stages"
-    assert len(list(stages.glob("*/trainable.safetensors"))) == 2  # align and finetune
+def _finetuned(root: Path) -> dict[str, torch.Tensor]:
+    (stage,) = [p.parent for p in (root / "outputs" / "stages").glob("*/stage.json")
+                if json.loads(p.read_text())["stage"] == "finetune"]  # fmt: skip
+    return load_file(stage / "trainable.safetensors")
+
+
+def test_ddp_on_two_processes_trains_as_one_process_with_the_global_batch(
+    cli, tmp_path: Path, tiny_overrides
+):
+    # Lightning's DDP launcher re-runs the command for rank 1; each rank computes half of each
+    # global batch of 8; rank 0 alone records (one MLflow run) and evaluates.
+    common = [
+        *tiny_overrides,
+        "eval.benchmarks=[]",
+        "strategy.stages.finetune.max_steps=3",
+        "strategy.stages.finetune.lm.lr=1e-3",
+    ]  # steps that move the weights by ~1e-3
+    ddp = [f"strategy.stages.{s}.global_batch_size=8" for s in ("align", "finetune")]
+    runs = {
+        "ddp": [*common, *ddp, "trainer.devices=2", "trainer.strategy=ddp"],
+        "one": [*common, *(f"strategy.stages.{s}.batch_size=8" for s in ("align", "finetune"))],
+    }
+    logs = {}
+    for name, overrides in runs.items():
+        (tmp_path / name).mkdir()
+        out = cli(["train", *overrides], cwd=tmp_path / name)
+        assert out.returncode == 0, out.stderr[-3000:]
+        logs[name] = out.stdout + out.stderr
+    assert "Starting with 2 processes" in logs["ddp"]
+    assert "Starting with 2 processes" not in logs["one"]
+    ddp_weights, one_weights = _finetuned(tmp_path / "ddp"), _finetuned(tmp_path / "one")
+    assert ddp_weights.keys() == one_weights.keys()
+    for key, value in one_weights.items():
+        torch.testing.assert_close(ddp_weights[key], value, rtol=0, atol=1e-5, msg=key)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/ddp/mlruns/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("msl-ablate").experiment_id])
+    kinds = sorted((r.data.tags["kind"], r.info.status) for r in runs)
+    assert kinds == [("evaluation", "FINISHED"), ("training", "FINISHED")]
 
 
 @pytest.mark.slow

@@ -43,6 +43,7 @@ COMMANDS = {
     ".venv/bin/msl-ablate score vqav2 --annotations v2_mscoco_val2014_annotations.json "
     "--predictions answers.jsonl": "ok",
     ".venv/bin/msl-ablate results": "ok",
+    ".venv/bin/msl-ablate cache info": "ok",
     ".venv/bin/msl-ablate train -m --config-dir sweeps --config-name demo_projector": "slow",
     # generates the demo-sized data set (~30 s); the status command itself is a fast e2e test
     ".venv/bin/msl-ablate status --config-dir sweeps --config-name demo_projector": "slow",
@@ -68,6 +69,7 @@ EXPECTED_OUTPUT = {
     ".venv/bin/msl-ablate train --help": "== Configuration groups ==",
     ".venv/bin/msl-ablate train vision=nosuch": "Available options in 'vision'",
     "make results": "rebuilt",
+    ".venv/bin/msl-ablate cache info": "vision features in",
     ".venv/bin/msl-ablate plan fig5_optim": "plan fig5_optim-mini: 18 job(s), 0 done",
     ".venv/bin/msl-ablate report fig5_optim": "no results of study 'fig5_optim-mini'",
     "make figures": "no results of study 'fig2_lm-mini'",

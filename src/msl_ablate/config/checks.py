@@ -15,6 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from msl_ablate.config.batching import accumulation_problem, world_size
 from msl_ablate.config.components import components
 from msl_ablate.config.enums import LORA_MODES, STAGE_NAMES, Mode
 from msl_ablate.config.schema import LoraConfig
@@ -105,6 +106,9 @@ def _stage_problems(key: str, stage: DictConfig, cfg: DictConfig) -> list[str]:
             f"{where}.split={stage.split!r} is not a split of data.files {sorted(cfg.data.files)}"
         )
     problems += _optimizer_problems(where, stage)
+    processes = world_size(cfg.trainer)
+    if processes is not None and stage.batch_size >= 1:
+        problems += [p for p in [accumulation_problem(where, stage, processes)] if p]
     for component in ALLOWED_MODES:
         problems += _component_problems(where, component, stage[component])
     if all(Mode(stage[c].mode) is Mode.frozen for c in ALLOWED_MODES):

@@ -153,7 +153,10 @@ class StageConfig:
     name: str = MISSING  # align | finetune (equal to its key under strategy.stages)
     split: str = MISSING  # a key of data.files
     max_steps: int = MISSING
-    batch_size: int = 32
+    batch_size: int = 32  # samples per forward pass on each device
+    # Samples per optimizer step over all devices; null: batch_size x devices. Set, gradient
+    # accumulation makes up the rest (config/batching.py).
+    global_batch_size: int | None = None
     # Batches of records of similar length (less padding), in a random order of batches.
     group_by_length: bool = False
     # Compute each step's batch in up to this many parts of similar length: the same samples,
@@ -177,6 +180,15 @@ class StrategyConfig:
 
 
 @dataclass
+class FeatureCacheConfig:
+    """Frozen vision features computed once per (encoder, image) and read from disk
+    (``experiment/features.py``): in stages whose tower is frozen, and was in every stage before."""
+
+    enabled: bool = False
+    max_gb: float = 20.0  # every encoder's cache together; the least recently used go first
+
+
+@dataclass
 class DataConfig:
     name: str = MISSING
     generator: Any = (
@@ -189,6 +201,7 @@ class DataConfig:
     max_length: int | None = None
     max_text_length: int = 512  # text tokens per sample when max_length is null
     num_workers: int = 0
+    feature_cache: FeatureCacheConfig = field(default_factory=FeatureCacheConfig)
 
 
 @dataclass

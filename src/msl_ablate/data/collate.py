@@ -1,4 +1,5 @@
-"""Batching: pad token ids and labels, stack the images of the samples that have one."""
+"""Batching: pad token ids and labels, stack the images (or their cached features) of the
+samples that have one."""
 
 from __future__ import annotations
 
@@ -43,7 +44,9 @@ class VLMCollator:
             "attention_mask": attention_mask,  # (B, L)
             "labels": labels,  # (B, L)
         }
-        images = [s["pixel_values"] for s in samples if "pixel_values" in s]
-        if images:
-            batch["pixel_values"] = torch.stack(images)  # (B_img, 3, H, W)
+        # Pixels, or an encoder's cached features (data/feature_cache.py): (B_img, ...).
+        for key in ("pixel_values", "image_features"):
+            images = [s[key] for s in samples if key in s]
+            if images:
+                batch[key] = torch.stack(images)
         return batch

@@ -15,6 +15,7 @@ from transformers import PreTrainedTokenizerBase
 
 from msl_ablate.data.collate import VLMCollator
 from msl_ablate.data.dataset import LlavaDataset, load_records
+from msl_ablate.data.feature_cache import FeatureCache
 from msl_ablate.data.sampler import TRAINER_KWARGS, PositionLoader, PositionSampler
 from msl_ablate.utils.files import stable_hash
 
@@ -59,6 +60,7 @@ class VLMDataModule(L.LightningDataModule):
         batch_size: Samples per step on each device.
         seed: Seeds the data order (``data.sampler``).
         group_by_length: Steps of records of similar length (``data.sampler.epoch_permutation``).
+        features: Serve cached vision features instead of images (``data.feature_cache``).
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class VLMDataModule(L.LightningDataModule):
         batch_size: int,
         seed: int = 0,
         group_by_length: bool = False,
+        features: FeatureCache | None = None,
     ):
         super().__init__()
         self.data_cfg = data_cfg
@@ -85,6 +88,7 @@ class VLMDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.seed = seed
         self.group_by_length = group_by_length
+        self.features = features
         self.train_set: LlavaDataset | None = None
 
     def make_dataset(self, split: str) -> LlavaDataset:
@@ -98,6 +102,7 @@ class VLMDataModule(L.LightningDataModule):
             self.image_transform,
             self.num_image_tokens,
             self.max_length,
+            features=self.features,
         )
 
     def setup(self, stage: str | None = None) -> None:
@@ -135,6 +140,7 @@ class VLMDataModule(L.LightningDataModule):
             start_position=lambda: self._start_position(batch_size, world_size),
             rank=rank, world_size=world_size,
             lengths=self.train_set.lengths() if self.group_by_length else None,
+            accumulation=trainer.accumulate_grad_batches if trainer else 1,
         )  # fmt: skip
         return PositionLoader(
             self.train_set,

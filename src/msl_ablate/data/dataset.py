@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
 
 from msl_ablate.data.conversation import to_messages, tokenize_conversation
+from msl_ablate.data.feature_cache import FeatureCache, image_digest
 from msl_ablate.utils.errors import DataError
 
 
@@ -68,6 +69,8 @@ class LlavaDataset(Dataset):
         num_image_tokens: Tokens per image.
         max_length: Longest sequence; longer samples raise rather than silently lose image tokens.
         for_generation: Build prompts without the final answer (evaluation).
+        features: Read each image's vision features from this cache (``image_features``)
+            instead of decoding it (``pixel_values``); it must hold every image of the records.
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class LlavaDataset(Dataset):
         num_image_tokens: int,
         max_length: int,
         for_generation: bool = False,
+        features: FeatureCache | None = None,
     ):
         self.records = records
         self.image_dir = Path(image_dir)
@@ -87,6 +91,7 @@ class LlavaDataset(Dataset):
         self.num_image_tokens = num_image_tokens
         self.max_length = max_length
         self.for_generation = for_generation
+        self.features = features
 
     def __len__(self) -> int:
         return len(self.records)
@@ -123,7 +128,15 @@ class LlavaDataset(Dataset):
             "input_ids": torch.tensor(sample.input_ids),
             "labels": torch.tensor(sample.labels),
         }
-        if has_image:
+        if has_image and self.features is not None:
+            digest = image_digest(self.image_dir / rec["image"])
+            item["image_features"] = self.features.get(digest)  # (N, D_v)
+        elif has_image:
             with Image.open(self.image_dir / rec["image"]) as image:
                 item["pixel_values"] = self.image_transform(image)  # (3, H, W)
         return item
+
+    def image_paths(self) -> list[Path]:
+        """The image files of the records, each once, in record order."""
+        paths = [self.image_dir / rec["image"] for rec in self.records if rec.get("image")]
+        return list(dict.fromkeys(paths))

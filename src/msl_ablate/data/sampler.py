@@ -105,6 +105,8 @@ class PositionSampler(Sampler[int]):
         rank: This process's global rank.
         world_size: Number of processes; each step uses ``batch_size * world_size`` positions.
         lengths: Each record's length, for length-grouped steps (``epoch_permutation``).
+        accumulation: Batches per optimizer step (gradient accumulation): a Lightning epoch
+            holds a multiple of it, since Lightning also steps on an epoch's last batch.
 
     Raises:
         ValueError: A count is not positive, or ``rank`` is outside ``[0, world_size)``.
@@ -119,11 +121,13 @@ class PositionSampler(Sampler[int]):
         rank: int = 0,
         world_size: int = 1,
         lengths: Sequence[int] | None = None,
+        accumulation: int = 1,
     ):
-        if num_records < 1 or batch_size < 1 or world_size < 1:
+        if num_records < 1 or batch_size < 1 or world_size < 1 or accumulation < 1:
             raise ValueError(
-                f"PositionSampler needs num_records, batch_size and world_size >= 1, got "
-                f"{num_records}, {batch_size} and {world_size} (is the training split empty?)"
+                f"PositionSampler needs num_records, batch_size, world_size and accumulation "
+                f">= 1, got {num_records}, {batch_size}, {world_size} and {accumulation} (is the "
+                f"training split empty?)"
             )
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
@@ -134,6 +138,7 @@ class PositionSampler(Sampler[int]):
         self.rank = rank
         self.world_size = world_size
         self.lengths = lengths
+        self.accumulation = accumulation
 
     @property
     def step_size(self) -> int:
@@ -142,8 +147,9 @@ class PositionSampler(Sampler[int]):
 
     @property
     def steps_per_epoch(self) -> int:
-        """Steps in one Lightning epoch: full passes' worth of steps, at least one."""
-        return max(1, self.num_records // self.step_size)
+        """Batches in one Lightning epoch: a pass's worth of whole optimizer steps, at least one."""
+        per_optimizer_step = self.step_size * self.accumulation
+        return max(1, self.num_records // per_optimizer_step) * self.accumulation
 
     def __len__(self) -> int:
         return self.steps_per_epoch * self.batch_size
@@ -185,7 +191,8 @@ class PositionLoader(DataLoader):
             raise TypeError(f"PositionLoader needs a PositionSampler, got {type(sampler).__name__}")
         return {"seed": sampler.seed, "num_records": sampler.num_records,
                 "step_size": sampler.step_size,
-                "grouped_by_length": int(sampler.lengths is not None)}  # fmt: skip
+                "grouped_by_length": int(sampler.lengths is not None),
+                "accumulation": sampler.accumulation}  # fmt: skip
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         """Check that the checkpoint's stream is this loader's.
@@ -200,6 +207,6 @@ class PositionLoader(DataLoader):
             detail = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
             raise RuntimeError(
                 f"cannot resume this stage exactly: its data stream changed since the checkpoint "
-                f"({detail}); restore the data split, seed, batch size, length grouping and device count, or "
+                f"({detail}); restore the data split, seed, batch size, length grouping, device count and global batch, or "
                 f"delete the stage's checkpoints folder to train it from the start"
             )

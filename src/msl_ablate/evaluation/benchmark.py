@@ -17,6 +17,7 @@ the scorer (``n_missing``), never dropped.
 from __future__ import annotations
 
 import random
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,8 +45,8 @@ from msl_ablate.utils.logging import get_logger
 log = get_logger(__name__)
 
 ANSWERS_FILE = "answers.jsonl"
-BASELINE_ANSWERS_FILE = "majority_answers.jsonl"  # the blind baseline's (last) answer file
-CHANCE_ANSWERS_FILE = "chance_answers.jsonl"  # the last of the chance baseline's guesses
+BASELINE_ANSWERS_FILE = "majority_answers.jsonl"  # the blind baseline's scratch answer file
+CHANCE_ANSWERS_FILE = "chance_answers.jsonl"  # the chance baseline's scratch answer file
 # Uniform guesses averaged for the chance baseline: enough that the mean moves < 1 point
 # between seeds on a 48-question mini benchmark; scoring is milliseconds per draw.
 CHANCE_DRAWS = 64
@@ -180,16 +181,44 @@ def _annotations(spec: BenchmarkSpec, out_dir: Path, asked: list[dict[str, Any]]
     return write_json(out_dir / SUBSET_FILE, asked)
 
 
+# A benchmark's baselines depend on its files and the questions asked, never on the model: a
+# process that evaluates many models (a sweep's worker) scores them once per benchmark. Keyed
+# by what they depend on: (name, scorer, options, the files' states, max_questions).
+_BASELINES: dict[tuple, dict[str, float]] = {}
+
+
+def _file_states(path: Path | None) -> tuple:
+    """(name, size, modification time) of a file or of every file of a folder."""
+    if path is None:
+        return ()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+
+
+def baselines(
+    spec: BenchmarkSpec, asked: list[dict[str, Any]], records: list[dict[str, Any]]
+) -> dict[str, float]:
+    """The majority and chance baselines of a benchmark's questions (scored once per process).
+
+    Their answer files are scratch files in a temporary folder: the scorers read files.
+    """
+    key = (spec.name, spec.scorer, repr(sorted(spec.options.items())),
+           _file_states(spec.annotations), _file_states(spec.questions), spec.max_questions)  # fmt: skip
+    if key not in _BASELINES:
+        with tempfile.TemporaryDirectory(prefix="msl-ablate-baselines-") as scratch:
+            annotations = _annotations(spec, Path(scratch), asked)
+            _BASELINES[key] = _majority_baseline(spec, annotations, records, Path(scratch)) | (
+                _chance_baseline(spec, annotations, records, Path(scratch))
+            )
+    return dict(_BASELINES[key])
+
+
 def _majority_baseline(
-    spec: BenchmarkSpec,
-    out_dir: Path,
-    asked: list[dict[str, Any]],
-    records: list[dict[str, Any]],
+    spec: BenchmarkSpec, annotations: Path, records: list[dict[str, Any]], out_dir: Path
 ) -> dict[str, float]:
     """The headline metric of a blind guess (``majority_baseline/<metric>``): every question
     answered with one frequent right answer, the best of the three most frequent (a balanced
     yes/no benchmark ties, and POPE's F1 is 66.7 for "yes" but 0 for "no")."""
-    annotations = _annotations(spec, out_dir, asked)
     metric = HEADLINE_METRICS[spec.scorer][0]
     best = float("-inf")
     for answer in frequent_answers(spec.scorer, annotations):
@@ -200,16 +229,12 @@ def _majority_baseline(
 
 
 def _chance_baseline(
-    spec: BenchmarkSpec,
-    out_dir: Path,
-    asked: list[dict[str, Any]],
-    records: list[dict[str, Any]],
+    spec: BenchmarkSpec, annotations: Path, records: list[dict[str, Any]], out_dir: Path
 ) -> dict[str, float]:
     """The headline metric of uniform guessing (``chance_baseline/<metric>``): each question
     answered with a random draw from its options' letters (multiple choice) or from the
     benchmark's distinct right answers, averaged over ``CHANCE_DRAWS`` seeded draws (F1 and
     circular accuracy are not linear in the answers, so this is sampled, not computed)."""
-    annotations = _annotations(spec, out_dir, asked)
     metric = HEADLINE_METRICS[spec.scorer][0]
     pools = guess_pools(spec.scorer, annotations)
     every = sorted({a for pool in pools.values() for a in pool})
@@ -295,8 +320,7 @@ def evaluate_benchmark(
         except ValueError as err:
             raise DataError(f"benchmark {spec.name!r}: {err}") from err
         if spec.scorer != "exact_match":  # held-out exact match brings its own baseline
-            raw |= _majority_baseline(spec, out_dir, asked, records)
-            raw |= _chance_baseline(spec, out_dir, asked, records)
+            raw |= baselines(spec, asked, records)
         metrics = {f"{prefix}/{k}": float(v) for k, v in sorted(raw.items())}
         write_json(out_dir / METRICS_FILE, raw, indent=2)
         write_jsonl(out_dir / UNITS_FILE, units)  # what a report's paired bootstrap resamples

@@ -19,6 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from msl_ablate.config.batching import global_batch, world_size
 from msl_ablate.config.enums import Mode
 from msl_ablate.evaluation.benchmark import ANSWERS_FILE
 from msl_ablate.experiment.layout import (
@@ -170,7 +171,7 @@ def stage_flops(
     per_sample = (2 + (4 if vision_trains else 0)) * vision.params * n_img + (
         2 + (4 if lm_trains else 2)
     ) * lm.params * tokens
-    return float(per_sample * stage.batch_size * stage.max_steps)
+    return float(per_sample * global_batch(stage, _device_count(cfg)) * stage.max_steps)
 
 
 def evaluation_flops(
@@ -199,10 +200,9 @@ def _cpu_matmul_flops(seconds: float = 0.3, n: int = 512) -> float:
 
 
 def _device_count(cfg: DictConfig) -> int:
-    devices = cfg.trainer.devices
-    per_node = len(devices) if not isinstance(devices, int | str) else devices
-    per_node = int(per_node) if str(per_node).isdigit() else 1  # "auto": one, as stated
-    return per_node * int(cfg.trainer.num_nodes)
+    processes = world_size(cfg.trainer)
+    # "auto": one device per node, as the estimate states.
+    return processes if processes is not None else int(cfg.trainer.num_nodes)
 
 
 def device_speed(

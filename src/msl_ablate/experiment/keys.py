@@ -65,6 +65,7 @@ def model_inputs(cfg: DictConfig) -> dict[str, Any]:
     its twin recipe (as capped by ``zoo.max_steps``), the zoo tokenizer's recipe and the world
     version; a real checkpoint is named by its id alone.
     """
+    from msl_ablate.models.vision.base import TOWER_LAYOUT
     from msl_ablate.models.zoo import capped, zoo_inputs
 
     parts = {name: _container(cfg[name]) for name in ("vision", "lm", "projector")}
@@ -72,6 +73,7 @@ def model_inputs(cfg: DictConfig) -> dict[str, Any]:
     for _, spec in components(parts["vision"], "vision"):
         for key in VISION_SIZE_KEYS:
             spec.pop(key, None)
+        spec["tower"] = TOWER_LAYOUT
     for _, spec in [*components(parts["vision"], "vision"), *components(parts["lm"], "lm")]:
         if cfg.offline_twins or spec["checkpoint"] is None:
             spec["weights"], uses_twin = "twin", True
@@ -92,6 +94,7 @@ def data_inputs(cfg: DictConfig, split: str) -> dict[str, Any]:
 
     data = _container(cfg.data)
     data.pop("num_workers", None)
+    data.get("feature_cache", {}).pop("max_gb", None)  # where features are kept, not what
     if data.get("generator") is not None:
         data["world"] = WORLD_VERSION  # the same recipe draws other scenes in another world
     else:

@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ThroughputMonitor
 from omegaconf import DictConfig
 
+from msl_ablate.config.batching import accumulation
 from msl_ablate.data.datamodule import VLMDataModule, resolve_data_root
 from msl_ablate.data.sampler import TRAINER_KWARGS
+from msl_ablate.experiment.features import fill_feature_cache, stage_feature_cache
 from msl_ablate.experiment.layout import StageLayout
 from msl_ablate.models.vlm import VisionLanguageModel
 from msl_ablate.tracking.mlflow_run import StageMLFlowLogger, Tracker
@@ -70,11 +73,18 @@ def fit_stage(
         RuntimeError: The stage stopped before ``max_steps`` (a graceful interrupt).
         NonFiniteLossError: The loss became NaN or infinite.
     """
+    features = stage_feature_cache(cfg, stage.name)
     datamodule = VLMDataModule(
         cfg.data, resolve_data_root(cfg.data, cfg.paths.data_dir), stage.split,
         vlm.lm.tokenizer, vlm.vision.image_transform, vlm.num_image_tokens, max_length,
         stage.batch_size, seed=cfg.seed, group_by_length=stage.group_by_length,
+        features=features,
     )  # fmt: skip
+    if features is not None:  # the tower is frozen: its features come from the cache
+        datamodule.setup("fit")
+        on_gpu = str(cfg.trainer.accelerator) in ("gpu", "cuda") and torch.cuda.is_available()
+        fill_feature_cache(features, vlm.vision, datamodule.train_set.image_paths(),
+                           cfg.data.feature_cache.max_gb, device="cuda" if on_gpu else None)  # fmt: skip
     callbacks: list[L.Callback] = [
         StageCheckpoint(
             layout.resume_dir, cfg.checkpoint.every_minutes, cfg.checkpoint.every_steps
@@ -96,6 +106,9 @@ def fit_stage(
         enable_checkpointing=False,
         **TRAINER_KWARGS,  # the sampler shards positions over ranks itself (data/sampler.py)
     )
+    # The stage's global batch on however many processes the trainer runs (checked here too:
+    # `devices: auto` is counted only now).
+    trainer.accumulate_grad_batches = accumulation(stage, trainer.world_size)
     ckpt = resume_path(layout.resume_dir)
     if ckpt is not None:
         log.info("Stage %s resumes from %s", stage.name, ckpt)

@@ -21,7 +21,7 @@ from msl_ablate.models.zoo import capped, twin_dir
 
 @dataclass(frozen=True)
 class ComponentSize:
-    """Parameters (all of them) and, for a vision tower, its patch size.
+    """Parameters (of a vision tower: up to its feature layer) and, for one, its patch size.
 
     Attributes:
         source: Where the numbers come from (a folder, a hub id or the option's YAML).
@@ -41,10 +41,15 @@ def _hf_config(path: str) -> Any | None:
         return None
 
 
-def _count_on_meta(model_class: str, config: Any) -> int:
+def _count_on_meta(model_class: str, config: Any, feature_layer: int | None = None) -> int:
+    """Parameters of the model as built: a vision tower (``feature_layer``) cut at it."""
+    from msl_ablate.models.vision.hf import cut_tower
+
     cls = get_class(model_class)
     with torch.device("meta"):
         model = cls(config)
+    if feature_layer is not None:
+        cut_tower(model, feature_layer)
     return sum(p.numel() for p in model.parameters())
 
 
@@ -69,7 +74,8 @@ def _one(
     if model_class.startswith("transformers."):
         config = _hf_config(where)
         if config is not None:
-            return ComponentSize(_count_on_meta(model_class, config), _patch_size(config), where)
+            params = _count_on_meta(model_class, config, spec.get("feature_layer"))
+            return ComponentSize(params, _patch_size(config), where)
     if where != spec.get("checkpoint"):  # a twin that is not built yet: its size is unknown
         return f"zoo member {where} is not built yet (make zoo)"
     if spec.get("params_b") is None:

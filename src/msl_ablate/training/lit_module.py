@@ -46,10 +46,16 @@ class VLMLitModule(L.LightningModule):
                 finite step.
         """
         parts = split_by_length(batch, self.stage.split_by_length, self.vlm.image_token_id)
-        if len(parts) == 1:
+        world = self.trainer.world_size
+        if len(parts) == 1 and world == 1:
             loss = self.vlm(**parts[0]).loss
         else:  # one graph: the token-mean loss and gradient of the whole batch
             n_tokens = count_label_tokens(batch["labels"])
+            if world > 1:
+                # DDP averages the ranks' gradients: dividing each rank's summed token losses
+                # by the mean count over ranks makes that the token-mean over the global batch,
+                # as on one device (transformers' average_tokens_across_devices).
+                n_tokens = self.trainer.strategy.reduce(n_tokens.float(), reduce_op="mean")
             loss = sum(self.vlm(**part, num_items_in_batch=n_tokens).loss for part in parts)
         # Averaged so that every rank stops: one that went on would wait forever in the
         # gradient all-reduce. NaN or inf on any rank makes the mean non-finite.
@@ -62,7 +68,8 @@ class VLMLitModule(L.LightningModule):
             # still happens and the data stream stays at one batch per step.
             loss = loss + sum(p.sum() * 0.0 for g in self.param_groups for p in g["params"])
         batch_size = batch["input_ids"].shape[0]
-        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size)
+        # The mean over ranks: the token-mean loss of the whole step (see above).
+        self.log("train/loss", mean_loss, prog_bar=True, batch_size=batch_size)
         # The share of computed positions that are padding.
         computed = sum(part["attention_mask"].numel() for part in parts)
         padding = 1.0 - batch["attention_mask"].sum().item() / computed

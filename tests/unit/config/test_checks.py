@@ -173,3 +173,29 @@ def test_every_problem_is_reported_at_once(make_cfg, monkeypatch) -> None:
     assert text.startswith("invalid config (5 problem(s)):")
     for key in ("align.lora", "vision.lr", "vision.trainable_blocks", "qlora", "lm.lora_target"):
         assert key in text
+
+
+def test_a_global_batch_must_be_made_of_whole_device_batches(make_cfg) -> None:
+    # batch_size 4 (tiny) on 2 devices x 1 node: 8 per forward pass over all devices.
+    assert _problems(make_cfg, f"{FT}.global_batch_size=12", "trainer.devices=2") == [
+        f"{FT}.global_batch_size=12 is not a multiple of {FT}.batch_size x processes = 4 x 2 = 8; "
+        "batch sizes that divide it: [1, 2]"
+    ]
+    check_config(make_cfg(f"{FT}.global_batch_size=16", "trainer.devices=2"))
+    check_config(make_cfg(f"{FT}.global_batch_size=12", "trainer.devices=auto"))  # counted later
+
+
+def test_gradient_accumulation_makes_up_the_global_batch(make_cfg) -> None:
+    from msl_ablate.config.batching import accumulation, global_batch, world_size
+
+    cfg = make_cfg(f"{FT}.global_batch_size=32", "trainer.devices=2", "trainer.num_nodes=2")
+    stage = cfg.strategy.stages.finetune
+    assert world_size(cfg.trainer) == 4
+    assert (accumulation(stage, 4), global_batch(stage, 4)) == (2, 32)
+    assert (accumulation(stage, 8), global_batch(stage, 8)) == (1, 32)
+    with pytest.raises(ConfigError, match="global_batch_size=32 is not a multiple of"):
+        accumulation(stage, 3)
+    align = cfg.strategy.stages.align  # no global batch: the device batches, never accumulated
+    assert (accumulation(align, 4), global_batch(align, 4)) == (1, 16)
+    assert world_size(make_cfg("trainer.devices=[0,1,2]").trainer) == 3
+    assert world_size(make_cfg("trainer.devices=auto").trainer) is None

@@ -48,13 +48,24 @@ def test_ranks_split_each_step_into_disjoint_slices():
     assert sorted(positions) == list(range(12, 18))  # disjoint and complete
 
 
+def test_an_epoch_holds_whole_optimizer_steps_under_gradient_accumulation():
+    # Lightning also steps on an epoch's last batch: an epoch of 5 batches with 2 per step
+    # would take a half step and lose the stream's alignment with global_step.
+    assert PositionSampler(10, 2, seed=0).steps_per_epoch == 5
+    assert PositionSampler(10, 2, seed=0, accumulation=2).steps_per_epoch == 4
+    assert PositionSampler(10, 2, seed=0, accumulation=3).steps_per_epoch == 3
+    assert PositionSampler(5, 2, seed=0, accumulation=3).steps_per_epoch == 3  # at least one step
+    sampler = PositionSampler(10, 2, seed=0, start_position=lambda: 8, accumulation=2)
+    assert list(sampler) == _stream(0, 10, 8, 8)  # the stream is unchanged: 4 batches from 8
+
+
 def test_a_split_smaller_than_the_batch_is_one_pass_per_step():
     sampler = PositionSampler(3, 3, seed=0, start_position=lambda: 6)
     assert sorted(sampler) == [0, 1, 2]
 
 
 def test_bad_arguments_and_start_positions_raise():
-    with pytest.raises(ValueError, match="num_records, batch_size and world_size >= 1, got 0"):
+    with pytest.raises(ValueError, match="accumulation >= 1, got 0, 4, 1 and 1"):
         PositionSampler(0, 4, seed=0)
     with pytest.raises(ValueError, match=r"rank must be in \[0, 2\), got 2"):
         PositionSampler(8, 4, seed=0, rank=2, world_size=2)

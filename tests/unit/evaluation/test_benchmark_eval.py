@@ -126,7 +126,34 @@ def test_chance_guesses_among_each_questions_options(suite, tmp_path, monkeypatc
     sizes = {len(p) for p in pools.values()}
     assert sizes <= {2, 3, 4} and len(sizes) >= 2  # the options of each question, not a fixed 4
     assert metrics["finetune/sqa_img/chance_baseline/accuracy"] == pytest.approx(expected, abs=4)
-    assert (tmp_path / "chance_answers.jsonl").is_file()
+
+
+def test_the_baselines_are_scored_once_per_benchmark(suite, tmp_path, monkeypatch):
+    import os
+
+    from msl_ablate.evaluation import benchmark
+
+    spec = _spec(suite, "pope", "pope")
+    _fake_generation(monkeypatch, lambda r: "yes")
+    scored = []
+    real = benchmark.score
+    monkeypatch.setattr(benchmark, "score", lambda *a, **k: scored.append(a) or real(*a, **k))
+    monkeypatch.setattr(benchmark, "_BASELINES", {})
+    first = evaluate_benchmark(FAKE_VLM, spec, tmp_path / "a", "finetune/pope", 8, 256)
+    once = len(scored)
+    assert once > benchmark.CHANCE_DRAWS  # the frequent answers, then the chance draws
+    second = evaluate_benchmark(FAKE_VLM, spec, tmp_path / "b", "finetune/pope", 8, 256)
+    assert len(scored) == once and first == second  # another model: the same baselines
+    assert not list(tmp_path.rglob("*_answers.jsonl"))  # their answer files were scratch
+    touched = spec.annotations if spec.annotations.is_file() else next(
+        p for p in spec.annotations.rglob("*") if p.is_file())  # fmt: skip
+    stat = touched.stat()
+    os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a changed file
+    try:
+        evaluate_benchmark(FAKE_VLM, spec, tmp_path / "c", "finetune/pope", 8, 256)
+    finally:
+        os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert len(scored) == 2 * once
 
 
 def test_text_only_questions_have_no_image_placeholder(suite, tmp_path, monkeypatch):

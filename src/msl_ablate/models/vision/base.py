@@ -18,6 +18,11 @@ import torch
 from PIL import Image
 from torch import nn
 
+# What a built tower holds, hashed into every stage key (experiment/keys.py): stage artifacts
+# save trained vision parameters by name, and towers now end at their feature layer (they held
+# every block before), so a stage trained with the older layout is never loaded into this one.
+TOWER_LAYOUT = "blocks up to feature_layer"
+
 
 def option_file(name: str) -> str:
     """Where an option lives, for error messages."""

@@ -81,10 +81,8 @@ class HFVisionEncoder(VisionEncoder):
         config = model.config
         side = image_size // config.patch_size
         self._grid = (side, side)
-        depth = config.num_hidden_layers
         # A path, not the module: a second attribute would duplicate its keys in state_dict.
-        self._blocks_path = _blocks_path(model, depth, name)
-        self._num_used_blocks = blocks_feeding(feature_layer, depth, name)
+        self._blocks_path, self._num_used_blocks = cut_tower(model, feature_layer, name)
         # CLIP, SigLIP and ViT interpolate only when asked; DINOv2 always does and has no flag.
         self._forward_kwargs: dict[str, Any] = {}
         accepts = inspect.signature(model.forward).parameters
@@ -108,7 +106,8 @@ class HFVisionEncoder(VisionEncoder):
         out = self.model(
             pixel_values=pixel_values, output_hidden_states=True, **self._forward_kwargs
         )
-        features = out.hidden_states[self.feature_layer]  # (B, P + N_patch, D_v)
+        # The tower ends at the feature layer: its last hidden state is the one asked for.
+        features = out.hidden_states[self._num_used_blocks]  # (B, P + N_patch, D_v)
         if self.drop_cls:
             features = features[:, self.num_prefix_tokens :]  # (B, N_patch, D_v)
         check_token_count(
@@ -117,6 +116,44 @@ class HFVisionEncoder(VisionEncoder):
             f"check vision.num_prefix_tokens and vision.drop_cls ({option_file(self.name)})",
         )
         return features
+
+
+def cut_tower(model: nn.Module, feature_layer: int, name: str = "?") -> tuple[str, int]:
+    """End a transformers vision model at its feature layer (in place).
+
+    Returns:
+        The dotted path of its block list and how many blocks it keeps.
+    """
+    depth = model.config.num_hidden_layers
+    path = _blocks_path(model, depth, name)
+    keep = blocks_feeding(feature_layer, depth, name)
+    _drop_blocks_after(model, path, keep)
+    _drop_pooling_head(model)
+    return path, keep
+
+
+def _drop_blocks_after(model: nn.Module, blocks_path: str, keep: int) -> None:
+    """Cut the tower after the block that gives the features (LLaVA reads the second to last).
+
+    transformers' vision models run every block, then a final norm and, in SigLIP, an
+    attention-pooling head, though the features are read before them; the blocks after the
+    feature layer cost a share of the tower's time for nothing. The final norm stays (one
+    LayerNorm); SigLIP's head is removed at load (``_drop_pooling_head``).
+    """
+    parent_path, _, attr = blocks_path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    setattr(parent, attr, nn.ModuleList(list(getattr(parent, attr))[:keep]))
+
+
+def _drop_pooling_head(model: nn.Module) -> None:
+    """Remove SigLIP's attention-pooling head: it runs after the blocks, on every image, and
+    its output is never read. Removed after loading, so loading reports no unused weights."""
+    for module in model.modules():
+        if getattr(module, "use_head", False) and isinstance(
+            getattr(module, "head", None), nn.Module
+        ):
+            module.use_head = False  # transformers' SigLIP checks it before calling the head
+            del module.head
 
 
 def build_hf_vision_encoder(

@@ -160,3 +160,29 @@ def test_another_backends_field_is_rejected_when_composing():
 def test_model_class_is_checked(make_encoder, raises_cause):
     with raises_cause(TypeError, r"expected vision.model_class=torch.nn.Linear"):
         make_encoder("timm_vit_b16_in21k", image_size=32, model_class="torch.nn.Linear")
+
+
+@pytest.mark.parametrize("name", ["siglip_b16_224", "clip_b16", "dinov2_base", "vit_large_in21k"])
+@pytest.mark.parametrize("feature_layer", [-2, 1])
+def test_a_transformers_tower_ends_at_its_feature_layer_with_the_same_features(
+    make_encoder, name: str, feature_layer: int
+):
+    from hydra.utils import get_class
+
+    encoder = make_encoder(name, image_size=32, feature_layer=feature_layer)
+    folder = encoder.model.name_or_path
+    full = get_class(f"transformers.{type(encoder.model).__name__}").from_pretrained(folder)
+    depth = full.config.num_hidden_layers
+    kept = feature_layer % (depth + 1)
+    assert kept < depth
+    # Only the blocks that feed the features are left, and SigLIP's pooling head is gone.
+    layers = [m for m in encoder.model.modules() if isinstance(m, nn.ModuleList)]
+    assert [len(m) for m in layers] == [kept]
+    assert not hasattr(getattr(encoder.model, "vision_model", encoder.model), "head")
+    x = torch.randn(2, 3, 32, 32)
+    kwargs = {"interpolate_pos_encoding": True} if name != "dinov2_base" else {}
+    with torch.no_grad():
+        expected = full(pixel_values=x, output_hidden_states=True, **kwargs).hidden_states
+        got = encoder(x)
+    reference = expected[feature_layer][:, encoder.num_prefix_tokens if encoder.drop_cls else 0 :]
+    torch.testing.assert_close(got, reference, rtol=0, atol=1e-6)

@@ -1,0 +1,115 @@
+"""Frozen vision features on disk, shared by every run and stage that reads the same images
+through the same frozen encoder.
+
+A stage whose vision tower is frozen, and was frozen in every stage before it, computes the same
+features for an image every time it sees it: in every step, every seed, every LM of a sweep. The
+cache stores them once per (encoder, image content):
+
+    <cache_dir>/features/<encoder_key>/<hh>/<image sha256>.npy    (N, D_v) float32
+
+The encoder key hashes what the features depend on (the vision option with its weights' origin,
+resolution, resize strategy, feature layer, prefix tokens and the tower layout:
+``experiment.features.encoder_key``); an image is named by its content, so a moved or renamed
+file hits and a changed one misses. Files are written atomically (temporary name, then rename),
+so two processes filling the same entry at once both leave a complete file. Images are never
+augmented in this harness; a tower that trains never uses the cache.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FEATURES_DIR = "features"
+
+
+def image_digest(path: str | Path) -> str:
+    """SHA-256 of an image file's bytes (cached per path, size and modification time)."""
+    path = Path(path)
+    stat = path.stat()
+    return _digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1 << 20)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
+
+
+@dataclass(frozen=True)
+class FeatureCache:
+    """The cached features of one encoder.
+
+    Attributes:
+        root: ``<cache_dir>/features``.
+        encoder_key: Names the encoder (see the module docstring).
+    """
+
+    root: Path
+    encoder_key: str
+
+    @property
+    def folder(self) -> Path:
+        return self.root / self.encoder_key
+
+    @property
+    def lock(self) -> Path:
+        """Held while the cache is filled, so a second process waits instead of recomputing."""
+        return self.root / f"{self.encoder_key}.lock"
+
+    def path(self, digest: str) -> Path:
+        return self.folder / digest[:2] / f"{digest}.npy"
+
+    def has(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def get(self, digest: str) -> torch.Tensor:
+        """The features of an image, ``(N, D_v)``.
+
+        Raises:
+            FileNotFoundError: Not cached (fill the cache before training from it).
+        """
+        path = self.path(digest)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no cached vision features for image {digest} in {self.folder}; the stage fills "
+                f"the cache before it trains from it (was it cleared while the run was going?)"
+            )
+        return torch.from_numpy(np.load(path))
+
+    def put(self, digest: str, features: torch.Tensor) -> None:
+        """Store an image's features atomically."""
+        path = self.path(digest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as handle:
+            np.save(handle, features.detach().to("cpu", torch.float32).contiguous().numpy())
+        os.replace(tmp, path)
+
+
+def cache_folders(root: Path) -> list[tuple[Path, int, int]]:
+    """``(folder, images, bytes)`` of every encoder's cache under ``root``, largest first."""
+    if not root.is_dir():
+        return []
+    out = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = list(folder.rglob("*.npy"))
+        out.append((folder, len(files), sum(f.stat().st_size for f in files)))
+    return sorted(out, key=lambda row: -row[2])
+
+
+def clear(root: Path, encoder_key: str | None = None) -> int:
+    """Delete one encoder's cache, or every one; returns the bytes freed."""
+    freed = 0
+    for folder, _, size in cache_folders(root):
+        if encoder_key is None or folder.name == encoder_key:
+            shutil.rmtree(folder, ignore_errors=True)
+            freed += size
+    return freed
