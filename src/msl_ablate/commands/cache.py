@@ -1,7 +1,7 @@
 """``msl-ablate cache info|clear [--encoder KEY] [overrides]``: the frozen-feature cache.
 
 ``info`` lists each encoder's cached vision features (images, size, last used) under
-``<paths.cache_dir>/features``; ``clear`` deletes one encoder's (``--encoder``) or all of them.
+``data.feature_cache.dir`` (default ``<paths.cache_dir>/features``); ``clear`` deletes one encoder's (``--encoder``) or all of them.
 Training fills the cache again when it needs it (``data.feature_cache``, docs/configuration.md).
 """
 
@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 from msl_ablate.config.compose import compose
-from msl_ablate.data.feature_cache import FEATURES_DIR, cache_folders, clear
+from msl_ablate.data.feature_cache import cache_folders, clear
+from msl_ablate.experiment.features import feature_root
 from msl_ablate.utils.errors import ConfigError
 
 
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"msl-ablate cache: {err}", file=sys.stderr)
         return 2
-    root = Path(cfg.paths.cache_dir) / FEATURES_DIR
+    root = feature_root(cfg)
     folders = cache_folders(root)
     if args.encoder is not None and args.encoder not in {f.name for f, _, _ in folders}:
         known = ", ".join(f.name for f, _, _ in folders) or "none"

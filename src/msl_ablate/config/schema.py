@@ -186,6 +186,7 @@ class FeatureCacheConfig:
 
     enabled: bool = False
     max_gb: float = 20.0  # every encoder's cache together; the least recently used go first
+    dir: str | None = None  # where; null: <paths.cache_dir>/features (e.g. a node's local disk)
 
 
 @dataclass

@@ -51,7 +51,13 @@ def stage_feature_cache(cfg: DictConfig, stage_name: str) -> FeatureCache | None
             return None
         if name == stage_name:
             break
-    return FeatureCache(Path(cfg.paths.cache_dir) / FEATURES_DIR, encoder_key(cfg))
+    return FeatureCache(feature_root(cfg), encoder_key(cfg))
+
+
+def feature_root(cfg: DictConfig) -> Path:
+    """Where every encoder's features are kept (``data.feature_cache.dir``)."""
+    folder = cfg.data.feature_cache.dir
+    return Path(folder).expanduser() if folder else Path(cfg.paths.cache_dir) / FEATURES_DIR
 
 
 @torch.no_grad()

@@ -94,7 +94,8 @@ def data_inputs(cfg: DictConfig, split: str) -> dict[str, Any]:
 
     data = _container(cfg.data)
     data.pop("num_workers", None)
-    data.get("feature_cache", {}).pop("max_gb", None)  # where features are kept, not what
+    for key in ("max_gb", "dir"):  # where features are kept, not what they are
+        data.get("feature_cache", {}).pop(key, None)
     if data.get("generator") is not None:
         data["world"] = WORLD_VERSION  # the same recipe draws other scenes in another world
     else:

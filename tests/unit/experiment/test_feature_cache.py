@@ -44,7 +44,7 @@ def _fit(cfg, root: Path) -> tuple[dict[str, torch.Tensor], int, torch.nn.Module
 def test_training_from_cached_features_is_training_from_pixels(make_cfg, tmp_path):
     plain, plain_calls, _ = _fit(make_cfg(*STEPS), tmp_path / "plain")
     assert plain_calls == 3  # the tower runs on every step's images
-    cfg = make_cfg(*STEPS, ON, f"paths.cache_dir={tmp_path / 'cache'}")
+    cfg = make_cfg(*STEPS, ON, f"data.feature_cache.dir={tmp_path / 'features'}")
     cached, fill_calls, vlm = _fit(cfg, tmp_path / "cached")
     cache = stage_feature_cache(cfg, "finetune")
     files = list(cache.folder.rglob("*.npy"))
@@ -103,12 +103,13 @@ FILL = textwrap.dedent(
 
 
 def test_two_processes_filling_one_cache_at_once_leave_it_valid(make_cfg, tmp_path):
-    cfg = make_cfg(ON, f"paths.cache_dir={tmp_path / 'cache'}")
+    cfg = make_cfg(ON, f"data.feature_cache.dir={tmp_path / 'features'}")
     vlm = build_vlm(cfg)
     images = _images(vlm, cfg)
     listing = tmp_path / "images.txt"
     listing.write_text("\n".join(map(str, images)))
-    overrides = [ON, f"paths.cache_dir={tmp_path / 'cache'}", f"paths.root={tmp_path}"]
+    overrides = [ON, f"data.feature_cache.dir={tmp_path / 'features'}", f"paths.root={tmp_path}",
+                 f"paths.cache_dir={os.environ['MSL_ABLATE_CACHE']}"]  # fmt: skip
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     procs = [subprocess.Popen([sys.executable, "-c", FILL, str(listing), *overrides], env=env,
                               stdout=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
