@@ -17,9 +17,6 @@ augmented in this harness; a tower that trains never uses the cache.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,20 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from msl_ablate.utils.files import atomic_path, file_digest
+
 FEATURES_DIR = "features"
-
-
-def image_digest(path: str | Path) -> str:
-    """SHA-256 of an image file's bytes (cached per path, size and modification time)."""
-    path = Path(path)
-    stat = path.stat()
-    return _digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=1 << 20)
-def _digest(path: str, size: int, mtime_ns: int) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.sha256(handle.read()).hexdigest()
+# An image is named by the SHA-256 of its bytes (cached per path, size and modification time).
+image_digest = file_digest
 
 
 @dataclass(frozen=True)
@@ -86,12 +74,8 @@ class FeatureCache:
 
     def put(self, digest: str, features: torch.Tensor) -> None:
         """Store an image's features atomically."""
-        path = self.path(digest)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as handle:
+        with atomic_path(self.path(digest)) as tmp, open(tmp, "wb") as handle:
             np.save(handle, features.detach().to("cpu", torch.float32).contiguous().numpy())
-        os.replace(tmp, path)
 
 
 def cache_folders(root: Path) -> list[tuple[Path, int, int]]:

@@ -13,15 +13,13 @@ and layout, decoding, ``max_new_tokens``, the batch size and the prompt budget.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from msl_ablate.config.components import VISION_SIZE_KEYS, components
-from msl_ablate.utils.files import stable_hash
+from msl_ablate.utils.files import file_digest, stable_hash
 
 KEY_LENGTH = 12
 PROTOCOL_LENGTH = 8
@@ -29,29 +27,6 @@ PROTOCOL_LENGTH = 8
 DECODING = {"do_sample": False, "num_beams": 1}
 # Trainer settings that only change what is shown, not what is computed.
 DISPLAY_ONLY_TRAINER_KEYS = ("log_every_n_steps", "enable_progress_bar", "enable_model_summary")
-
-
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file, or of a folder's files (names and contents, sorted).
-
-    Cached per (path, size, modification time): a sweep hashes each file once.
-    """
-    path = Path(path)
-    if path.is_dir():
-        parts = [f"{p.relative_to(path)}:{file_digest(p)}" for p in sorted(path.rglob("*"))
-                 if p.is_file()]  # fmt: skip
-        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
-    stat = path.stat()
-    return _digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=1024)
-def _digest(path: str, size: int, mtime_ns: int) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
 
 
 def _container(node: Any) -> Any:

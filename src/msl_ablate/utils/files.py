@@ -7,6 +7,7 @@ Every file the harness writes goes through a temporary file in the same folder a
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -114,3 +115,27 @@ def stable_hash(obj: Any, length: int = 12) -> str:
     """
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:length]
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file, or of a folder's files (names and contents, sorted).
+
+    Cached per (path, size, modification time): a sweep hashes each file once.
+    """
+    path = Path(path)
+    if path.is_dir():
+        parts = [f"{p.relative_to(path)}:{file_digest(p)}" for p in sorted(path.rglob("*"))
+                 if p.is_file()]  # fmt: skip
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    stat = path.stat()
+    return _digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+# Large enough for the images of a data split (the frozen-feature cache names them by content).
+@functools.lru_cache(maxsize=1 << 17)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
