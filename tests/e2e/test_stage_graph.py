@@ -97,34 +97,39 @@ def test_a_figure5_sweep_shares_stage_one_and_a_rerun_does_nothing(
 
 
 def test_a_cell_shared_by_two_studies_counts_for_both(tmp_path, tiny_overrides, fits, capsys):
-    """fig4_vision's SigLIP cell is fig2_lm's Phi-1.5 cell: the second study trains nothing
-    but its table must hold the cell, in the store and in a store rebuilt from MLflow."""
+    """fig5_optim's vfrozen_lmfull cell is fig2_lm's Phi-1.5 cell (align_then_finetune under
+    the figure's name): the second study trains nothing but its table must hold the cell, under
+    its own name, in the store and in a store rebuilt from MLflow."""
     job = [*tiny_overrides, f"paths.root={tmp_path}", "eval.benchmarks=[pope]"]
     train_command.main([*job, "study=fig2_lm-mini"])
     assert fits == ["align", "finetune"]
     before = _store(tmp_path)
     assert set(before["study"]) == {"fig2_lm-mini"}
 
-    assert status_command.main([*job, "study=fig4_vision-mini"]) == 0
+    fig5 = [*job, "study=fig5_optim-mini", "strategy=vfrozen_lmfull"]
+    assert status_command.main(fig5) == 0
     out = capsys.readouterr().out
     assert "0 done, 0 running, 0 failed, 1 todo" in out
-    assert "with fig2_lm-mini; not yet in fig4_vision-mini's results" in out
+    assert "with fig2_lm-mini; not yet in fig5_optim-mini's results" in out
 
-    train_command.main([*job, "study=fig4_vision-mini"])
+    train_command.main(fig5)
     assert fits == ["align", "finetune"]  # nothing trained again
-    assert "store rows added for study fig4_vision-mini" in capsys.readouterr().out
+    assert "store rows added for study fig5_optim-mini" in capsys.readouterr().out
     (training,) = _runs(tmp_path, "training")
     assert training.data.tags["study.fig2_lm-mini"] == "true"
-    assert training.data.tags["study.fig4_vision-mini"] == "true"
+    assert training.data.tags["study.fig5_optim-mini"] == "true"
     df = _store(tmp_path)
     first, second = (df[df["study"] == s].drop(columns="study").reset_index(drop=True)
-                     for s in ("fig2_lm-mini", "fig4_vision-mini"))  # fmt: skip
+                     for s in ("fig2_lm-mini", "fig5_optim-mini"))  # fmt: skip
     assert len(first) == len(before) > 0
-    pd.testing.assert_frame_equal(first, second)  # the same evaluations, once per study
-    assert status_command.main([*job, "study=fig4_vision-mini"]) == 0
+    assert set(first["strategy"]) == {"align_then_finetune"}
+    assert set(second["strategy"]) == {"vfrozen_lmfull"}  # the cell as fig5 names it
+    # the same evaluations, once per study
+    pd.testing.assert_frame_equal(first.drop(columns="strategy"), second.drop(columns="strategy"))
+    assert status_command.main(fig5) == 0
     assert "1 done, 0 running, 0 failed, 0 todo" in capsys.readouterr().out
 
-    train_command.main([*job, "study=fig4_vision-mini"])  # again: nothing added twice
+    train_command.main(fig5)  # again: nothing added twice
     assert len(_store(tmp_path)) == len(df)
     rebuilt = store.rebuild(f"sqlite:///{tmp_path}/mlruns/mlflow.db", "msl-ablate",
                             tmp_path / "rebuilt.parquet")  # fmt: skip

@@ -39,6 +39,7 @@ from msl_ablate.tracking.mlflow_run import (
     flatten,
     git_sha,
     studies_of,
+    study_axis_tag,
     study_tag,
 )
 from msl_ablate.utils.files import write_text_atomic
@@ -85,10 +86,18 @@ def provenance(cfg: DictConfig) -> dict[str, str]:
     return tags
 
 
+def study_tags(cfg: DictConfig) -> dict[str, str]:
+    """That the training belongs to ``cfg.study``, and its axis values as the study names them."""
+    return {
+        study_tag(cfg.study): "true",
+        **{study_axis_tag(cfg.study, g): cfg[g].name for g in AXIS_GROUPS},
+    }
+
+
 def training_tags(cfg: DictConfig, keys: dict[str, str]) -> dict[str, str]:
     return {
         STUDY_TAG: cfg.study,
-        study_tag(cfg.study): "true",
+        **study_tags(cfg),
         "seed": str(cfg.seed),
         "git_sha": git_sha(),
         "outputs": str(cfg.paths.output_dir),
@@ -194,11 +203,13 @@ def _run_locked(plan: Plan, tracker: Tracker | None) -> dict[str, Any]:
         )
     found = None if tracker is None else tracker.find(TRAINING, training.key)
     recorded = {} if tracker is None else tracker.finished_evaluations(training.key)
-    # A model trained for another study (a cell two studies share) joins this one: its tag,
-    # then its recorded evaluations' store rows again, now with a row for this study too.
-    joins = found is not None and study_tag(cfg.study) not in found.data.tags
+    # A model trained for another study (a cell two studies share) joins this one: its tags
+    # (with the axis values as this study names them), then its recorded evaluations' store
+    # rows again, now with rows for this study too.
+    joining = {} if found is None else study_tags(cfg)
+    joins = any(found.data.tags.get(k) != v for k, v in joining.items())
     if joins:
-        tracker.set_tags(found.info.run_id, {study_tag(cfg.study): "true"})
+        tracker.set_tags(found.info.run_id, joining)
         log.info("Training %s (%s) was trained for %s: it joins study %s", training.key,
                  run_name(cfg), ", ".join(studies_of(found.data.tags)), cfg.study)  # fmt: skip
     pending = {e.key for e in evaluations if e.record() is None}

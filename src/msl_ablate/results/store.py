@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from msl_ablate.evaluation.headline import HEADLINE_METRICS
-from msl_ablate.tracking.mlflow_run import studies_of
+from msl_ablate.tracking.mlflow_run import axis_value, studies_of
 from msl_ablate.utils.files import atomic_path
 from msl_ablate.utils.locks import hold
 from msl_ablate.utils.logging import get_logger
@@ -59,7 +59,6 @@ def rows_from_runs(evaluation: Any, training: Any) -> list[dict[str, Any]]:
         "benchmark": ev["benchmark"],
         "protocol": ev["protocol"],
         "seed": int(tr.get("seed", 0)),
-        **{axis: tr.get(f"axis.{axis}") for axis in AXES},
         "stage": ev["stage"],
         "scorer": ev.get("scorer"),
         "lm_family": params.get("lm.family"),
@@ -75,7 +74,13 @@ def rows_from_runs(evaluation: Any, training: Any) -> list[dict[str, Any]]:
         "evaluated_at": pd.Timestamp(evaluation.info.start_time, unit="ms", tz="UTC").isoformat(),
     }
     return [
-        {**common, "study": study, "metric": name.removeprefix(prefix), "value": value}
+        {
+            **common,
+            **{axis: axis_value(tr, axis, study) for axis in AXES},
+            "study": study,
+            "metric": name.removeprefix(prefix),
+            "value": value,
+        }
         for study in studies_of(tr) or [None]
         for name, value in sorted(evaluation.data.metrics.items())
         if name.startswith(prefix)

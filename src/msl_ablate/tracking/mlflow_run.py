@@ -50,6 +50,18 @@ def study_tag(study: str) -> str:
     return f"{STUDY_TAG_PREFIX}{study}"
 
 
+def study_axis_tag(study: str, axis: str) -> str:
+    """The tag of an axis value as ``study`` names it: a training two studies share may be one
+    cell under two names (fig5's ``vfrozen_lmfull`` is the default ``align_then_finetune``)."""
+    return f"study_axis.{study}.{axis}"
+
+
+def axis_value(tags: dict[str, str], axis: str, study: str | None) -> str | None:
+    """The training's value on ``axis`` as ``study`` names it (else as it was trained)."""
+    named = tags.get(study_axis_tag(study, axis)) if study is not None else None
+    return named if named is not None else tags.get(f"axis.{axis}")
+
+
 def studies_of(tags: dict[str, str]) -> list[str]:
     """Every study a training run belongs to, from its tags (runs older than the per-study tags
     have only ``study``)."""
