@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PYTEST_MARKERS ?= not slow and not gpu and not network
 
 .PHONY: help install install-smollm2 demo zoo test test-all test-gpu lint format results clean \
-	fig2 fig3 fig4 fig5 figures paper-mini mlflow-ui mlflow-server mlflow-server-stop
+	fig2 fig3 fig4 fig5 figures paper-mini bench mlflow-ui mlflow-server mlflow-server-stop
 
 help:
 	@echo "make demo      train + evaluate the tiny offline model end to end (a few minutes on CPU)"
@@ -19,6 +19,7 @@ help:
 	@echo "make fig2 ... fig5  run a figure's mini sweep (sweeps/fig*.yaml, 3 seeds) and write its report"
 	@echo "make figures   every study's report (results/reports/) from the store alone, no training"
 	@echo "make paper-mini  every mini sweep, then every report (docs/study.md)"
+	@echo "make bench     the harness's training step against the plain transformers loop (docs/performance.md)"
 	@echo "make mlflow-ui the MLflow web UI on mlruns/mlflow.db (http://127.0.0.1:5000)"
 	@echo "make mlflow-server  a team server: PostgreSQL + mlflow server (tracking=server, docs/cluster.md)"
 	@echo "make lint      ruff check + format check;  make format  fixes them"
@@ -90,6 +91,11 @@ fig5: $(STAMP)
 figures: $(STAMP)
 	$(REPORT) --all $(ARGS)
 paper-mini: fig2 fig3 fig4 fig5
+
+# The harness against the loop a user would write, side by side on this machine (demo model;
+# ARGS="--steps 50 preset=demo vision.image_size=..." for others). Table: results/bench/bench.md.
+bench: $(STAMP)
+	$(BIN)/msl-ablate bench $(ARGS)
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache

@@ -15,6 +15,7 @@ COMMANDS = {
     "status": ("msl_ablate.commands.status", "[overrides]   where each job of a sweep stands: done/running/failed/todo, stages, artifacts"),
     "zoo": ("msl_ablate.commands.zoo", "build|list [--only a,b]  pretrain the tiny zoo (conf/zoo) / print its cards"),
     "cache": ("msl_ablate.commands.cache", "info|clear     the frozen vision features cached on this machine"),
+    "bench": ("msl_ablate.commands.bench", "[--steps N] [overrides]  the harness's training step against the plain transformers loop"),
     "results": ("msl_ablate.commands.results", "[--rebuild]    print the results store (rebuilt from MLflow with --rebuild)"),
     "report": ("msl_ablate.commands.report", "STUDY|--all   a study's table, differences, figure and findings (sweeps/*.yaml)"),
 }  # fmt: skip

