@@ -45,6 +45,13 @@ def test_run_is_tracked_and_stored(finished):
     assert params["strategy.stages.finetune.max_steps"] == "2"
     assert not any(p.startswith(("eval.", "paths.", "tracking.")) for p in params)
     assert "align/train/loss" in metrics and "finetune/train/loss" in metrics
+    for stage in ("align", "finetune"):  # throughput: samples/s, tokens/s, FLOPs/s
+        speed = {
+            k: metrics[f"{stage}/train/device/{k}_per_sec"] for k in ("samples", "items", "flops")
+        }
+        # a step's tokens (over 10 per sample) and FLOPs (over 10^6 per token) per second
+        assert speed["items"] > 10 * speed["samples"] > 0
+        assert speed["flops"] > 1e6 * speed["items"]
     assert "config.yaml" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
     evaluations = _runs(cfg, "evaluation")

@@ -148,6 +148,8 @@ class VLMDataModule(L.LightningDataModule):
             sampler=sampler,
             num_workers=self.data_cfg.num_workers,
             persistent_workers=self.data_cfg.num_workers > 0,
+            # Page-locked batches copy to the GPU without a staging copy.
+            pin_memory=trainer is not None and trainer.strategy.root_device.type == "cuda",
             collate_fn=VLMCollator(self.tokenizer.pad_token_id, "right"),
             # Its own generator: seeding workers must not draw from the global RNG, which a
             # checkpoint restores and the next step's dropout must find unchanged.

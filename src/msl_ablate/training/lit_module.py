@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from msl_ablate.models.vlm import VisionLanguageModel
+from msl_ablate.training.flops import StepSizes, step_flops
 from msl_ablate.training.micro_batches import count_label_tokens, split_by_length
 from msl_ablate.utils.errors import NonFiniteLossError
 
@@ -26,7 +27,7 @@ class VLMLitModule(L.LightningModule):
         stage: The ``strategy.stages.<name>`` node (steps, warm-up, optimizer, scheduler).
     """
 
-    # Lightning's ThroughputMonitor reads it for MFU; None until FLOPs are counted (issue 20).
+    # Lightning's ThroughputMonitor reads it after every step: flops/s, and MFU on known GPUs.
     flops_per_batch: int | None = None
 
     def __init__(self, vlm: VisionLanguageModel, param_groups: list[dict], stage: DictConfig):
@@ -36,6 +37,7 @@ class VLMLitModule(L.LightningModule):
         self.stage = stage
         # Stage checkpoints hold only trainable weights, so loading one is partial.
         self.strict_loading = False
+        self.sizes = StepSizes.of(vlm)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """The loss of one batch.
@@ -72,6 +74,7 @@ class VLMLitModule(L.LightningModule):
         self.log("train/loss", mean_loss, prog_bar=True, batch_size=batch_size)
         # The share of computed positions that are padding.
         computed = sum(part["attention_mask"].numel() for part in parts)
+        self.flops_per_batch = step_flops(self.sizes, batch, computed, self.vlm.num_image_tokens)
         padding = 1.0 - batch["attention_mask"].sum().item() / computed
         self.log("train/padding", padding, batch_size=batch_size)
         for group in self.optimizers().param_groups:

@@ -133,6 +133,7 @@ def test_each_rank_loads_its_slice_from_the_trainer_step(make_cfg):
         trainer = SimpleNamespace(
             global_rank=rank, world_size=2, global_step=3, accumulate_grad_batches=1,
             _accelerator_connector=SimpleNamespace(use_distributed_sampler=use_distributed_sampler),
+            strategy=SimpleNamespace(root_device=torch.device("cpu")),
         )  # fmt: skip
         datamodule = _datamodule(cfg, vlm, cfg.strategy.stages[STAGE])
         datamodule.trainer = trainer
