@@ -69,3 +69,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.e2e)
         if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def stage_batch(make_cfg: Callable[..., DictConfig]) -> Callable[..., tuple]:
+    """A tiny model as a stage trains it and a batch of that stage's split, as the collator makes
+    it (``ids`` removed). Usage: ``cfg, vlm, batch = stage_batch("align", "strategy=...", n=8)``.
+    """
+
+    def _make(stage: str, *overrides: str, n: int = 4) -> tuple:
+        from msl_ablate.data.collate import VLMCollator
+        from msl_ablate.data.datamodule import VLMDataModule, resolve_data_root
+        from msl_ablate.models.assemble import build_vlm, max_sequence_length
+        from msl_ablate.training.strategy import apply_stages_through
+
+        cfg = make_cfg(*overrides)
+        vlm = build_vlm(cfg)
+        apply_stages_through(vlm, cfg.strategy.stages, stage)
+        node = cfg.strategy.stages[stage]
+        data = VLMDataModule(
+            cfg.data, resolve_data_root(cfg.data, cfg.paths.data_dir), node.split,
+            vlm.lm.tokenizer, vlm.vision.image_transform, vlm.num_image_tokens,
+            max_sequence_length(cfg, vlm), n,
+        )  # fmt: skip
+        data.setup()
+        batch = VLMCollator(vlm.lm.tokenizer.pad_token_id)([data.train_set[i] for i in range(n)])
+        batch.pop("ids")
+        return cfg, vlm, batch
+
+    return _make

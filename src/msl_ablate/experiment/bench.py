@@ -41,7 +41,7 @@ from msl_ablate.models.assemble import build_vlm, max_sequence_length, resolved_
 from msl_ablate.models.llava_reference import llava_reference, parameter_names
 from msl_ablate.models.vlm import VisionLanguageModel
 from msl_ablate.tracking.mlflow_run import StageMLFlowLogger, Tracker
-from msl_ablate.training.strategy import apply_stage
+from msl_ablate.training.strategy import apply_stages_through
 from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -196,18 +196,6 @@ class Interleave(L.Callback):
         torch.cuda.reset_peak_memory_stats()
 
 
-def _stage_model(cfg: DictConfig, stage_name: str) -> tuple[VisionLanguageModel, list[dict]]:
-    """A fresh model with the trainability of ``stage_name`` (earlier stages applied first)."""
-    vlm = build_vlm(cfg)
-    for name, node in cfg.strategy.stages.items():
-        groups = apply_stage(vlm, node)
-        if name == stage_name:
-            return vlm, groups
-    raise KeyError(
-        f"strategy.stages has no stage {stage_name!r}; it has {list(cfg.strategy.stages)}"
-    )
-
-
 def bench_setting(cfg: DictConfig, stage_name: str, kind: str, steps: int, block: int,
                   work_dir: Path, tracker: Tracker) -> dict[str, Any]:  # fmt: skip
     """Time both contenders on one stage and one kind of lengths.
@@ -216,7 +204,8 @@ def bench_setting(cfg: DictConfig, stage_name: str, kind: str, steps: int, block
         ``{"stage", "lengths", "records", "first_loss": {contender: loss}, "rows": [...]}``.
     """
     L.seed_everything(cfg.seed, verbose=False)
-    vlm, groups = _stage_model(cfg, stage_name)
+    vlm = build_vlm(cfg)
+    groups = apply_stages_through(vlm, cfg.strategy.stages, stage_name)
     stage = cfg.strategy.stages[stage_name]
     max_length = max_sequence_length(cfg, vlm)
     root = resolve_data_root(cfg.data, cfg.paths.data_dir)

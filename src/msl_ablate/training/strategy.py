@@ -132,6 +132,22 @@ def apply_stage(vlm: VisionLanguageModel, stage: DictConfig) -> list[dict]:
     return groups
 
 
+def apply_stages_through(vlm: VisionLanguageModel, stages: DictConfig, name: str) -> list[dict]:
+    """Apply each stage's trainability in order, through ``name`` (LoRA wraps the LM where its
+    stage did); returns ``name``'s parameter groups.
+
+    Raises:
+        KeyError: ``stages`` has no stage ``name``.
+    """
+    if name not in stages:
+        raise KeyError(f"strategy.stages has no stage {name!r}; it has {list(stages)}")
+    for stage_name, node in stages.items():
+        groups = apply_stage(vlm, node)
+        if stage_name == name:
+            break
+    return groups
+
+
 def trainability(vlm: VisionLanguageModel) -> dict[str, tuple[int, int]]:
     """``{component: (trainable, total)}`` parameter counts."""
     return {
