@@ -38,7 +38,7 @@ from msl_ablate.data.dataset import LlavaDataset, load_records
 from msl_ablate.experiment.layout import StageLayout
 from msl_ablate.experiment.stages import fit_stage
 from msl_ablate.models.assemble import build_vlm, max_sequence_length, resolved_checkpoints
-from msl_ablate.models.llava_reference import llava_reference, parameter_names
+from msl_ablate.models.llava_reference import llava_reference, parameter_names, reference_problem
 from msl_ablate.models.vlm import VisionLanguageModel
 from msl_ablate.tracking.mlflow_run import StageMLFlowLogger, Tracker
 from msl_ablate.training.strategy import apply_stages_through
@@ -111,12 +111,14 @@ class ReferenceLoop:
         pad_token_id: The tokenizer's pad id.
         seed: Seeds the shuffling.
         num_workers: Loader processes, as the harness's (``data.num_workers``).
+        autocast: Run forward in bf16 autocast on CUDA, as the harness's ``bf16-mixed``.
     """
 
     def __init__(self, model: torch.nn.Module, dataset: LlavaDataset, batch_size: int,
                  lrs: dict[torch.nn.Parameter, float], pad_token_id: int, seed: int,
-                 num_workers: int = 0):  # fmt: skip
+                 num_workers: int = 0, autocast: bool = False):  # fmt: skip
         self.model = model
+        self.autocast = autocast
         self.loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
                                  collate_fn=VLMCollator(pad_token_id), num_workers=num_workers,
                                  persistent_workers=num_workers > 0,
@@ -141,7 +143,9 @@ class ReferenceLoop:
         batch = self._next_batch()
         device = next(self.model.parameters()).device
         inputs = {k: v.to(device) for k, v in batch.items() if k != "ids"}
-        self.model(**inputs).loss.backward()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+            loss = self.model(**inputs).loss
+        loss.backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         _synchronize()
@@ -220,16 +224,29 @@ def bench_setting(cfg: DictConfig, stage_name: str, kind: str, steps: int, block
     subset = work_dir / f"{stage_name}-{kind}.json"
     subset.write_text(json.dumps(picked), encoding="utf-8")
 
+    problem = reference_problem(vlm)
+    if problem is not None:
+        raise ValueError(f"the bench compares with transformers' LLaVA, which cannot hold this "
+                         f"model: {problem}")  # fmt: skip
     tower = get_class(cfg.vision.model_class).from_pretrained(resolved_checkpoints(cfg)["vision"])
-    reference = llava_reference(vlm, tower).to(vlm.lm.model.device)
+    # On the device the trainer will use, in its precision.
+    on_gpu = str(cfg.trainer.accelerator) in ("gpu", "cuda") and torch.cuda.is_available()
+    reference = llava_reference(vlm, tower).to("cuda" if on_gpu else "cpu")
     mapped = dict(reference.named_parameters())
     lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
     ours = dict(vlm.named_parameters())
     lrs = {mapped[theirs]: lr_of[id(ours[name])]
            for name, theirs in parameter_names(vlm).items() if ours[name].requires_grad}  # fmt: skip
-    # The user's loop tokenizes on every read, as LLaVA's lazy dataset.
-    loop = ReferenceLoop(reference, dataset(picked, keep_tokens=False), min(stage.batch_size, len(picked)), lrs,
-                         vlm.lm.tokenizer.pad_token_id, cfg.seed, cfg.data.num_workers)  # fmt: skip
+    loop = ReferenceLoop(
+        reference,
+        dataset(picked, keep_tokens=False),  # tokenized on every read, as LLaVA's lazy dataset
+        min(stage.batch_size, len(picked)),
+        lrs,
+        vlm.lm.tokenizer.pad_token_id,
+        cfg.seed,
+        cfg.data.num_workers,
+        autocast=on_gpu and str(cfg.trainer.precision).startswith("bf16"),
+    )
     first = _first_losses(vlm, reference, loop)
 
     tallies = {name: Tally() for name in CONTENDERS}
@@ -265,6 +282,7 @@ def _first_losses(vlm: VisionLanguageModel, reference: torch.nn.Module,
     batch = next(iter(loop.loader))
     device = next(reference.parameters()).device
     inputs = {k: v.to(device) for k, v in batch.items() if k != "ids"}
+    vlm.to(device)  # where the trainer will put it anyway
     training = {m: m.training for m in vlm.modules()}
     vlm.eval(), reference.eval()
     with torch.no_grad():

@@ -56,3 +56,10 @@ def test_bench_rejects_bad_arguments_before_building_anything(capsys, tiny_overr
     err = capsys.readouterr().err
     assert "--lengths 'short' is not one of equal, variable" in err
     assert "no stage 'pretrain' in strategy=align_then_finetune (it has align, finetune)" in err
+
+
+def test_bench_refuses_a_model_transformers_llava_cannot_hold(capsys, tiny_overrides, tmp_path):
+    args = ["--steps", "1", "--stages", "align", "--out", str(tmp_path)]
+    assert bench_main([*args, *tiny_overrides, "projector=linear"]) == 2
+    assert "LLaVA's projector is Linear -> GELU -> Linear" in capsys.readouterr().err
+    assert not (tmp_path / "bench.md").exists()
