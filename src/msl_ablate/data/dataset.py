@@ -119,17 +119,11 @@ class LlavaDataset(Dataset):
 
     def token_lengths(self) -> list[int]:
         """Each record's exact length in tokens (tokenizes every record: seconds per 10k)."""
-        for index, rec in enumerate(self.records):
-            if index not in self._tokens:
-                self._tokens[index] = self._tokenize(rec)
-        return [len(self._tokens[i][0]) for i in range(len(self.records))]
+        return [len(self._tokens_of(i)[0]) for i in range(len(self.records))]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         rec = self.records[index]
-        tokens = self._tokens.get(index) or self._tokenize(rec)
-        if self.keep_tokens:
-            self._tokens[index] = tokens
-        ids, trained, num_images = tokens
+        ids, trained, num_images = self._tokens_of(index)
         input_ids = torch.from_numpy(ids.astype(np.int64))
         labels = torch.where(torch.from_numpy(trained), input_ids, IGNORE_INDEX)
         has_image = rec.get("image") is not None
@@ -153,6 +147,13 @@ class LlavaDataset(Dataset):
             with Image.open(self.image_dir / rec["image"]) as image:
                 item["pixel_values"] = self.image_transform(image)  # (3, H, W)
         return item
+
+    def _tokens_of(self, index: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """A record's tokens, kept after the first read when ``keep_tokens``."""
+        tokens = self._tokens.get(index) or self._tokenize(self.records[index])
+        if self.keep_tokens:
+            self._tokens[index] = tokens
+        return tokens
 
     def _tokenize(self, rec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, int]:
         """``(ids, trained mask, number of images)`` of a record, its length checked."""

@@ -92,20 +92,19 @@ def llava_reference(
     if head.bias is not None:  # Phi's head has a bias, LLaVA's class none: same cost with one
         reference.lm_head = nn.Linear(head.in_features, head.out_features, bias=True)
     reference.model.vision_tower.load_state_dict(full_tower.state_dict(), strict=False)
-    own = dict(reference.named_parameters())
-    for param in own.values():
-        param.requires_grad_(False)
-    for name, target in parameter_names(vlm).items():
-        source = vlm.get_parameter(name)
-        with torch.no_grad():
-            own[target].copy_(source)
-        own[target].requires_grad_(source.requires_grad)
-    unmapped = [
-        n for n, p in vlm.named_parameters() if p.requires_grad and n not in parameter_names(vlm)
-    ]
+    names = parameter_names(vlm)
+    unmapped = [n for n, p in vlm.named_parameters() if p.requires_grad and n not in names]
     if unmapped:
         raise ValueError(
             f"no transformers LLaVA counterpart of the trained parameters {unmapped[:3]} "
             f"({len(unmapped)} in all; LoRA adapters are not compared)"
         )
+    own = dict(reference.named_parameters())
+    for param in own.values():
+        param.requires_grad_(False)
+    for name, target in names.items():
+        source = vlm.get_parameter(name)
+        with torch.no_grad():
+            own[target].copy_(source)
+        own[target].requires_grad_(source.requires_grad)
     return reference
