@@ -89,14 +89,15 @@ def fit_stage(
         fill_feature_cache(features, vlm.vision, datamodule.train_set.image_paths(),
                            cfg.data.feature_cache.max_gb, device="cuda" if on_gpu else None)  # fmt: skip
     own: list[L.Callback] = [
-        StageCheckpoint(
-            layout.resume_dir, cfg.checkpoint.every_minutes, cfg.checkpoint.every_steps
-        ),
         ThroughputMonitor(
             batch_size_fn=lambda batch: batch["input_ids"].shape[0],
             # "items" are the real tokens (text and image, padding not counted): tokens/s.
             length_fn=lambda batch: int(batch["attention_mask"].sum()),
             window_size=min(10, max(2, stage.max_steps)),
+        ),
+        # After the throughput monitor, so a step's rates are logged before its checkpoint.
+        StageCheckpoint(
+            layout.resume_dir, cfg.checkpoint.every_minutes, cfg.checkpoint.every_steps
         ),
     ]
     if cfg.trainer.enable_progress_bar:

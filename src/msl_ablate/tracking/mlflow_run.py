@@ -20,6 +20,7 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +262,25 @@ class StageMLFlowLogger(MLFlowLogger):
     """
 
     LOGGER_JOIN_CHAR = "/"  # Lightning joins prefix and name with "-"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._step_logged: tuple[int | None, set[str]] = (None, set())
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log metrics, each name at most once per step within this process.
+
+        ``StageCheckpoint`` sends a step's metrics before it saves, and Lightning sends them
+        again after its hooks; the repeat would be a second point at the same step.
+        """
+        last_step, names = self._step_logged
+        if step != last_step:
+            names = set()
+        fresh = {name: value for name, value in metrics.items() if name not in names}
+        self._step_logged = (step, names | set(fresh))
+        if fresh:
+            super().log_metrics(fresh, step)
 
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:

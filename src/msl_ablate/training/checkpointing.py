@@ -70,6 +70,18 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _log_step_metrics_now(trainer: L.Trainer) -> None:
+    """Send this step's logged metrics to the loggers before the checkpoint is written.
+
+    Lightning logs a step's metrics only after every ``on_train_batch_end`` hook: a process
+    killed between the save and that logging would resume after a step whose curve point was
+    never written. Lightning sends the same metrics again after this hook; the stage's MLflow
+    logger drops that repeat (``StageMLFlowLogger.log_metrics``). This is the logger
+    connector's own step logging (a private API: no public hook runs after it).
+    """
+    trainer._logger_connector.update_train_step_metrics()
+
+
 class StageCheckpoint(L.Callback):
     """Save a resumable checkpoint every ``every_minutes`` or ``every_steps``, keeping one older.
 
@@ -128,6 +140,7 @@ class StageCheckpoint(L.Callback):
             elapsed = time.monotonic() - self._last_save
             by_time = trainer.strategy.broadcast(elapsed >= 60 * self.every_minutes, src=0)
         if by_steps or by_time:
+            _log_step_metrics_now(trainer)
             self.save(trainer)
 
     def save(self, trainer: L.Trainer) -> bool:

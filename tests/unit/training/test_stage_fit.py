@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import lightning as L
+import mlflow
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -19,6 +20,7 @@ from msl_ablate.config.checks import check_config
 from msl_ablate.data.datamodule import VLMDataModule, resolve_data_root
 from msl_ablate.data.sampler import TRAINER_KWARGS, record_at
 from msl_ablate.models.assemble import build_vlm, max_sequence_length
+from msl_ablate.tracking.mlflow_run import StageMLFlowLogger
 from msl_ablate.training.checkpointing import LAST, PREVIOUS, StageCheckpoint, resume_path
 from msl_ablate.training.lit_module import VLMLitModule
 from msl_ablate.training.strategy import apply_stage
@@ -63,14 +65,16 @@ def _datamodule(cfg: DictConfig, vlm, stage: DictConfig, grouped: bool | None = 
     )  # fmt: skip
 
 
-def _fit(cfg: DictConfig, ckpt_dir: Path, *callbacks: L.Callback, ckpt_path=None) -> VLMLitModule:
+def _fit(
+    cfg: DictConfig, ckpt_dir: Path, *callbacks: L.Callback, ckpt_path=None, logger=False
+) -> VLMLitModule:
     """Build the model from the seed, as a new process would, and fit one stage."""
     L.seed_everything(cfg.seed)
     vlm = build_vlm(cfg)
     stage = cfg.strategy.stages[STAGE]
     module = VLMLitModule(vlm, apply_stage(vlm, stage), stage)
     trainer: L.Trainer = instantiate(
-        cfg.trainer, max_steps=stage.max_steps, logger=False, enable_checkpointing=False,
+        cfg.trainer, max_steps=stage.max_steps, logger=logger, enable_checkpointing=False,
         callbacks=[StageCheckpoint(ckpt_dir, None, every_steps=2), *callbacks],
         default_root_dir=ckpt_dir.parent, **TRAINER_KWARGS,
     )  # fmt: skip
@@ -235,6 +239,27 @@ def test_a_nan_loss_stops_before_the_optimizer_step(make_cfg, tmp_path, monkeypa
         _fit(make_cfg(*OVERRIDES), tmp_path / "nan")
     assert (err.value.stage, err.value.step, str(err.value.value)) == ("finetune", 3, "nan")
     assert isinstance(err.value, RuntimeError) and seen == [0, 1, 2, 3]
+
+
+def test_a_checkpointed_step_is_logged_before_a_kill_and_every_step_once(make_cfg, tmp_path):
+    # Lightning logs a step after its on_train_batch_end hooks: a kill just after the save
+    # (StopAt runs after StageCheckpoint) must still find the saved step's loss in MLflow.
+    cfg = make_cfg(*OVERRIDES)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    curves = {}
+    for name, stop in (("killed", [StopAt(4)]), ("straight", [])):
+        run_id = client.create_run(client.create_experiment(name)).info.run_id
+        logger = StageMLFlowLogger(tracking_uri=uri, run_id=run_id, log_model=False, prefix=STAGE)
+        try:
+            _fit(cfg, tmp_path / name, *stop, logger=logger)
+        except Interrupted:
+            assert _step(tmp_path / name / LAST) == 4
+        history = client.get_metric_history(run_id, f"{STAGE}/train/loss")
+        curves[name] = [m.step for m in history]
+    # Lightning numbers logged steps from 0: the checkpoint of global step 4 holds step 3.
+    assert sorted(curves["killed"]) == [0, 1, 2, 3]
+    assert sorted(curves["straight"]) == [0, 1, 2, 3, 4, 5]  # one point per step, none twice
 
 
 def test_the_checkpoint_cadence_is_checked(make_cfg):
