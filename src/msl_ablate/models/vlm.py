@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from msl_ablate.data.tokens import IGNORE_INDEX
 from msl_ablate.models.lm import CausalLM
 from msl_ablate.models.vision.base import VisionEncoder
 
@@ -94,18 +95,36 @@ class VisionLanguageModel(nn.Module):
         image_features: torch.Tensor | None = None,
         num_items_in_batch: torch.Tensor | None = None,
     ) -> CausalLMOutputWithPast:
-        """Compute logits, and the loss on ``labels`` when given (-100 is ignored).
+        """The LM's output; with ``labels``, the loss on them (-100 is ignored).
 
-        The loss is the mean over this batch's label tokens, or with ``num_items_in_batch``
-        their sum divided by it (transformers' loss for a batch computed in parts).
+        Without labels, ``logits`` are ``(B, L, V)``. With labels, logits are computed only at
+        the positions whose next token is a label, flattened to ``(n_labels, V)`` (row-major
+        over batch and position): image tokens, prompts and padding never reach the LM head
+        and its softmax (about half the positions of a stage-1 batch). The loss is then
+        transformers' causal-LM loss over the same terms: the mean over this batch's label
+        tokens, or with ``num_items_in_batch`` their sum divided by it (a batch in parts).
         """
         has_images = pixel_values is not None or image_features is not None
         image_embeds = self.encode_images(pixel_values, image_features) if has_images else None
         inputs_embeds = self.merge_image_embeds(input_ids, image_embeds)  # (B, L, D_lm)
-        extra = {} if num_items_in_batch is None else {"num_items_in_batch": num_items_in_batch}
-        return self.lm.model(
-            inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels, **extra
+        if labels is None:
+            return self.lm.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask)
+        predicts = torch.zeros_like(labels, dtype=torch.bool)  # position p predicts token p + 1
+        predicts[:, :-1] = labels[:, 1:] != IGNORE_INDEX
+        out = self.lm.model(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, logits_to_keep=predicts
         )
+        targets = labels[:, 1:][predicts[:, :-1]]
+        if out.logits.shape[:-1] != targets.shape:
+            raise RuntimeError(
+                f"{type(self.lm.model).__name__} returned logits of shape "
+                f"{tuple(out.logits.shape)} for a boolean logits_to_keep of {int(predicts.sum())} "
+                "positions; the harness needs an LM whose forward keeps only those positions "
+                "(transformers' slice_logits_to_keep, in every causal LM since transformers 5)"
+            )
+        loss = nn.functional.cross_entropy(out.logits.float(), targets, reduction="sum")
+        out.loss = loss / (targets.numel() if num_items_in_batch is None else num_items_in_batch)
+        return out
 
     @torch.no_grad()
     def generate(

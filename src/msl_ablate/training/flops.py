@@ -5,7 +5,8 @@ Counted per token that a part computes: 2 FLOPs per weight forward; in backward 
 gradient of its input where a trained weight lies in it or before it (the gradient has to pass
 through), and 2 more per trained weight for its own gradient. So a trained LM costs 6 per
 weight, a frozen LM ahead of a trained projector 4, a tower read from the feature cache 0.
-Embedding lookups are not matmuls and attention scores (quadratic in length) are left out; on
+The LM head runs only where a label follows (``VisionLanguageModel.forward``), so it is
+counted on those positions. Embedding lookups are not matmuls and attention scores (quadratic in length) are left out; on
 the tiny models that undercounts a measured step by a few percent (tests/unit/training).
 Hand-written because torch's FLOP counter runs the model under a dispatch mode, far too slow for
 every step; it is the reference the test checks this against.
@@ -18,6 +19,7 @@ from typing import Any
 
 from torch import nn
 
+from msl_ablate.data.tokens import IGNORE_INDEX
 from msl_ablate.models.vlm import VisionLanguageModel
 
 
@@ -29,8 +31,8 @@ class PartSize:
     trained: int
 
     @classmethod
-    def of(cls, module: nn.Module, skip: nn.Module | None = None) -> PartSize:
-        skipped = set() if skip is None else {id(p) for p in skip.parameters()}
+    def of(cls, module: nn.Module, skip: tuple[nn.Module, ...] = ()) -> PartSize:
+        skipped = {id(p) for m in skip for p in m.parameters()}
         params = [p for p in module.parameters() if id(p) not in skipped]
         return cls(sum(p.numel() for p in params),
                    sum(p.numel() for p in params if p.requires_grad))  # fmt: skip
@@ -42,13 +44,15 @@ class StepSizes:
 
     vision: PartSize
     projector: PartSize
-    lm: PartSize
+    lm: PartSize  # its blocks: neither the input embeddings nor the head
+    head: PartSize  # the output projection (a tied one shares the embeddings' weight)
 
     @classmethod
     def of(cls, vlm: VisionLanguageModel) -> StepSizes:
         embeddings = vlm.lm.model.get_input_embeddings()
+        head = vlm.lm.model.get_output_embeddings()
         return cls(PartSize.of(vlm.vision), PartSize.of(vlm.projector),
-                   PartSize.of(vlm.lm, skip=embeddings))  # fmt: skip
+                   PartSize.of(vlm.lm, skip=(embeddings, head)), PartSize.of(head))  # fmt: skip
 
 
 def _part_flops(size: PartSize, tokens: int, gradient_reaches: bool) -> int:
@@ -69,7 +73,9 @@ def step_flops(sizes: StepSizes, batch: dict[str, Any], computed: int, image_tok
     visual = images * image_tokens
     vision_trains = sizes.vision.trained > 0
     before_lm_trains = vision_trains or sizes.projector.trained > 0
-    flops = _part_flops(sizes.lm, computed, before_lm_trains or sizes.lm.trained > 0)
+    predicted = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    flops = _part_flops(sizes.head, predicted, before_lm_trains or sizes.lm.trained > 0)
+    flops += _part_flops(sizes.lm, computed, before_lm_trains or sizes.lm.trained > 0)
     # The projector's input gradient is needed only for a trained tower behind it.
     flops += _part_flops(sizes.projector, visual, vision_trains)
     if "pixel_values" in batch:  # cached features: the tower does not run

@@ -43,10 +43,29 @@ def test_forward_loss_only_from_labels(vlm):
     input_ids = torch.tensor([[7, *[vlm.image_token_id] * n, 8, 9]])
     labels = torch.full_like(input_ids, -100)
     labels[0, -1] = 9
-    out = vlm(input_ids, torch.ones_like(input_ids), labels, pixel_values=torch.zeros(1, 3, 64, 64))
-    assert out.logits.shape == (1, n + 3, len(vlm.lm.tokenizer))
-    expected = torch.nn.functional.cross_entropy(out.logits[0, -2:-1], torch.tensor([9]))
+    pixels = torch.zeros(1, 3, 64, 64)
+    out = vlm(input_ids, torch.ones_like(input_ids), labels, pixel_values=pixels)
+    assert out.logits.shape == (1, len(vlm.lm.tokenizer))  # only where a label follows
+    full = vlm(input_ids, torch.ones_like(input_ids), pixel_values=pixels).logits
+    assert full.shape == (1, n + 3, len(vlm.lm.tokenizer))
+    torch.testing.assert_close(out.logits, full[0, -2:-1], rtol=0, atol=1e-5)
+    expected = torch.nn.functional.cross_entropy(full[0, -2:-1], torch.tensor([9]))
     assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_the_loss_is_transformers_causal_lm_loss_on_a_padded_batch(stage_batch):
+    _, vlm, batch = stage_batch("finetune", n=6)
+    embeds = vlm.merge_image_embeds(batch["input_ids"], vlm.encode_images(batch["pixel_values"]))
+    # transformers computes every position's logits and shifts the labels itself.
+    reference = vlm.lm.model(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
+                             labels=batch["labels"])  # fmt: skip
+    ours = vlm(**batch)
+    assert ours.logits.shape[0] == int((batch["labels"][:, 1:] != -100).sum())
+    torch.testing.assert_close(ours.loss, reference.loss, rtol=1e-6, atol=0)
+    n = torch.tensor(1000)
+    summed = vlm.lm.model(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
+                          labels=batch["labels"], num_items_in_batch=n)  # fmt: skip
+    torch.testing.assert_close(vlm(**batch, num_items_in_batch=n).loss, summed.loss, rtol=1e-6, atol=0)
 
 
 def test_text_only_batch_needs_no_images(vlm):
