@@ -65,7 +65,9 @@ def test_the_loss_is_transformers_causal_lm_loss_on_a_padded_batch(stage_batch):
     n = torch.tensor(1000)
     summed = vlm.lm.model(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
                           labels=batch["labels"], num_items_in_batch=n)  # fmt: skip
-    torch.testing.assert_close(vlm(**batch, num_items_in_batch=n).loss, summed.loss, rtol=1e-6, atol=0)
+    torch.testing.assert_close(
+        vlm(**batch, num_items_in_batch=n).loss, summed.loss, rtol=1e-6, atol=0
+    )
 
 
 def test_text_only_batch_needs_no_images(vlm):
