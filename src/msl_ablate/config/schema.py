@@ -202,6 +202,8 @@ class DataConfig:
     max_length: int | None = None
     max_text_length: int = 512  # text tokens per sample when max_length is null
     num_workers: int = 0
+    # Tokenize each data file once per tokenizer into paths.cache_dir/tokens (data/token_cache.py).
+    token_cache: bool = True
     feature_cache: FeatureCacheConfig = field(default_factory=FeatureCacheConfig)
 
 

@@ -17,6 +17,7 @@ from msl_ablate.data.collate import VLMCollator
 from msl_ablate.data.dataset import LlavaDataset, load_records
 from msl_ablate.data.feature_cache import FeatureCache
 from msl_ablate.data.sampler import TRAINER_KWARGS, PositionLoader, PositionSampler
+from msl_ablate.data.token_cache import cached_table
 from msl_ablate.utils.files import stable_hash
 
 
@@ -61,6 +62,8 @@ class VLMDataModule(L.LightningDataModule):
         seed: Seeds the data order (``data.sampler``).
         group_by_length: Steps of records of similar length (``data.sampler.epoch_permutation``).
         features: Serve cached vision features instead of images (``data.feature_cache``).
+        token_cache: ``paths.cache_dir`` to read the records' tokens from (filled on a miss:
+            ``data.token_cache``); None: each record is tokenized when first read.
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class VLMDataModule(L.LightningDataModule):
         seed: int = 0,
         group_by_length: bool = False,
         features: FeatureCache | None = None,
+        token_cache: Path | None = None,
     ):
         super().__init__()
         self.data_cfg = data_cfg
@@ -89,13 +93,13 @@ class VLMDataModule(L.LightningDataModule):
         self.seed = seed
         self.group_by_length = group_by_length
         self.features = features
+        self.token_cache = token_cache
         self.train_set: LlavaDataset | None = None
 
     def make_dataset(self, split: str) -> LlavaDataset:
-        records = load_records(
-            split_path(self.data_cfg, self.root, split), self.root / self.data_cfg.image_dir
-        )
-        return LlavaDataset(
+        path = split_path(self.data_cfg, self.root, split)
+        records = load_records(path, self.root / self.data_cfg.image_dir)
+        dataset = LlavaDataset(
             records,
             self.root / self.data_cfg.image_dir,
             self.tokenizer,
@@ -104,6 +108,12 @@ class VLMDataModule(L.LightningDataModule):
             self.max_length,
             features=self.features,
         )
+        if self.token_cache is not None:
+            dataset.table = cached_table(
+                self.token_cache, path, records, self.tokenizer, self.num_image_tokens,
+                for_generation=False, tokenize=dataset.tokenize,
+            )  # fmt: skip
+        return dataset
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:

@@ -15,6 +15,7 @@ from transformers import PreTrainedTokenizerBase
 
 from msl_ablate.data.conversation import to_messages, tokenize_conversation
 from msl_ablate.data.feature_cache import FeatureCache, image_digest
+from msl_ablate.data.token_cache import Tokens, TokenTable
 from msl_ablate.data.tokens import IGNORE_INDEX
 from msl_ablate.utils.errors import DataError
 
@@ -75,6 +76,8 @@ class LlavaDataset(Dataset):
             instead of decoding it (``pixel_values``); it must hold every image of the records.
         keep_tokens: Tokenize each record once and keep it (False: on every read, as LLaVA's
             lazy dataset does; ``msl-ablate bench``'s reference loop).
+        tokens: Every record's tokens, read from the token cache (``data.token_cache``);
+            None: each record is tokenized when first read.
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class LlavaDataset(Dataset):
         for_generation: bool = False,
         features: FeatureCache | None = None,
         keep_tokens: bool = True,
+        tokens: TokenTable | None = None,
     ):
         self.records = records
         self.image_dir = Path(image_dir)
@@ -100,8 +104,9 @@ class LlavaDataset(Dataset):
         # Each record tokenized once per process (the chat template is about half an item's
         # cost, and a stage reads its records once per epoch): ids as int32 and the trained
         # positions as a mask, 5 bytes a token (~1 GB for LLaVA's 665k records).
-        self._tokens: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
+        self._tokens: dict[int, Tokens] = {}
         self.keep_tokens = keep_tokens
+        self.table = tokens
         self._digests: dict[Path, str] = {}  # the feature cache's key of each image
 
     def __len__(self) -> int:
@@ -118,7 +123,10 @@ class LlavaDataset(Dataset):
         ]
 
     def token_lengths(self) -> list[int]:
-        """Each record's exact length in tokens (tokenizes every record: seconds per 10k)."""
+        """Each record's exact length in tokens (without a token table, tokenizes every record:
+        seconds per 10k)."""
+        if self.table is not None:
+            return self.table.lengths().tolist()
         return [len(self._tokens_of(i)[0]) for i in range(len(self.records))]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -148,24 +156,29 @@ class LlavaDataset(Dataset):
                 item["pixel_values"] = self.image_transform(image)  # (3, H, W)
         return item
 
-    def _tokens_of(self, index: int) -> tuple[np.ndarray, np.ndarray, int]:
-        """A record's tokens, kept after the first read when ``keep_tokens``."""
-        tokens = self._tokens.get(index) or self._tokenize(self.records[index])
-        if self.keep_tokens:
-            self._tokens[index] = tokens
+    def _tokens_of(self, index: int) -> Tokens:
+        """A record's tokens, its length checked: from the token table, or tokenized (and
+        kept after the first read when ``keep_tokens``)."""
+        if self.table is not None:
+            tokens = self.table.get(index)
+        else:
+            tokens = self._tokens.get(index) or self.tokenize(self.records[index])
+            if self.keep_tokens:
+                self._tokens[index] = tokens
+        ids, _, num_images = tokens
+        if len(ids) > self.max_length:
+            raise DataError(
+                f"record {self.records[index]['id']}: {len(ids)} tokens (with {num_images} x "
+                f"{self.num_image_tokens} image tokens) exceed data.max_length={self.max_length}"
+            )
         return tokens
 
-    def _tokenize(self, rec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, int]:
-        """``(ids, trained mask, number of images)`` of a record, its length checked."""
+    def tokenize(self, rec: dict[str, Any]) -> Tokens:
+        """``(ids, trained mask, number of images)`` of a record."""
         messages = to_messages(rec["conversations"], rec["id"])
         sample = tokenize_conversation(
             self.tokenizer, messages, self.num_image_tokens, self.for_generation
         )
-        if len(sample.input_ids) > self.max_length:
-            raise DataError(
-                f"record {rec['id']}: {len(sample.input_ids)} tokens (with {sample.num_images} x "
-                f"{self.num_image_tokens} image tokens) exceed data.max_length={self.max_length}"
-            )
         ids = np.asarray(sample.input_ids, dtype=np.int32)
         trained = np.asarray(sample.labels) != IGNORE_INDEX
         return ids, trained, sample.num_images

@@ -69,6 +69,7 @@ def data_inputs(cfg: DictConfig, split: str) -> dict[str, Any]:
 
     data = _container(cfg.data)
     data.pop("num_workers", None)
+    data.pop("token_cache", None)  # the same tokens, from disk or tokenized on the fly
     for key in ("max_gb", "dir"):  # where features are kept, not what they are
         data.get("feature_cache", {}).pop(key, None)
     if data.get("generator") is not None:

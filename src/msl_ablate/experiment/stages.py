@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -82,6 +83,7 @@ def fit_stage(
         vlm.lm.tokenizer, vlm.vision.image_transform, vlm.num_image_tokens, max_length,
         stage.batch_size, seed=cfg.seed, group_by_length=stage.group_by_length,
         features=features,
+        token_cache=Path(cfg.paths.cache_dir) if cfg.data.token_cache else None,
     )  # fmt: skip
     if features is not None:  # the tower is frozen: its features come from the cache
         datamodule.setup("fit")

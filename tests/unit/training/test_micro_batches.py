@@ -39,13 +39,16 @@ def test_the_parts_are_the_least_padded_split_of_the_rows():
     rng = random.Random(0)
     for _ in range(30):  # against every partition of the rows into at most k groups
         lengths = [rng.randint(1, 60) for _ in range(rng.randint(1, 7))]
-        k = rng.randint(1, 3)
-        groups = partition_by_length(lengths, k)
+        k, cost = rng.randint(1, 3), rng.choice([0, 0, 25])  # positions one more part costs
+        groups = partition_by_length(lengths, k, cost)
         assert sorted(itertools.chain(*groups)) == list(range(len(lengths)))
         assert len(groups) <= k and all(groups)
-        best = min(_padded(lengths, p) for p in _set_partitions(list(range(len(lengths))))
-                   if len(p) <= k)  # fmt: skip
-        assert _padded(lengths, groups) == best
+        best = min(_padded(lengths, p) + cost * len(p)
+                   for p in _set_partitions(list(range(len(lengths)))) if len(p) <= k)  # fmt: skip
+        assert _padded(lengths, groups) + cost * len(groups) == best
+    # A second part saves 264 of 400 positions: worth it at a cost of 200, not of 300.
+    assert len(partition_by_length([10, 11, 12, 100], 2, part_cost=200)) == 2
+    assert partition_by_length([10, 11, 12, 100], 2, part_cost=300) == [[0, 1, 2, 3]]
     with pytest.raises(ValueError, match="max_parts"):
         partition_by_length([1], 0)
 
