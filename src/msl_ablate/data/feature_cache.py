@@ -64,13 +64,13 @@ class FeatureCache:
         Raises:
             FileNotFoundError: Not cached (fill the cache before training from it).
         """
-        path = self.path(digest)
-        if not path.is_file():
+        try:  # no separate existence check: it is a fifth of a read's time, on every item
+            return torch.from_numpy(np.load(self.path(digest)))
+        except FileNotFoundError:
             raise FileNotFoundError(
                 f"no cached vision features for image {digest} in {self.folder}; the stage fills "
                 f"the cache before it trains from it (was it cleared while the run was going?)"
-            )
-        return torch.from_numpy(np.load(path))
+            ) from None
 
     def put(self, digest: str, features: torch.Tensor) -> None:
         """Store an image's features atomically."""
