@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     """Time the harness against the plain transformers loop."""
     parser = argparse.ArgumentParser(prog="msl-ablate bench", description=main.__doc__)
     parser.add_argument(
-        "--steps", type=int, default=30, help="timed steps per contender and setting"
+        "--steps", type=int, default=60, help="timed steps per contender and setting"
     )
     parser.add_argument("--block", type=int, default=5, help="steps per alternating block")
     parser.add_argument("--stages", type=_names, default=None, help="stages (default: all)")
