@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from msl_ablate.commands.train import run_train
 from msl_ablate.evaluation.headline import HEADLINE_METRICS
 from msl_ablate.results import store
+from msl_ablate.results.costs import training_costs
 
 
 @pytest.fixture
@@ -52,6 +53,14 @@ def test_run_is_tracked_and_stored(finished):
         # a step's tokens (over 10 per sample) and FLOPs (over 10^6 per token) per second
         assert speed["items"] > 10 * speed["samples"] > 0
         assert speed["flops"] > 1e6 * speed["items"]
+    # The whole stage's cost, for the report: 2 steps of 4 samples in train_s.
+    costs = training_costs(cfg.tracking.tracking_uri, run.info.run_id)
+    for stage in ("align", "finetune"):
+        assert costs[f"{stage}/samples_per_sec"] == pytest.approx(
+            8 / costs[f"{stage}/train_s"], rel=0.01
+        )
+        assert costs[f"{stage}/tokens_per_sec"] > 10 * costs[f"{stage}/samples_per_sec"]
+        assert costs[f"{stage}/step_s"] == pytest.approx(costs[f"{stage}/train_s"] / 2, rel=0.01)
     assert "config.yaml" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
     evaluations = _runs(cfg, "evaluation")
@@ -72,7 +81,8 @@ def test_run_is_tracked_and_stored(finished):
     outputs = Path(cfg.paths.output_dir)
     for name, key in result["stage_keys"].items():
         assert (outputs / "stages" / key / "trainable.safetensors").is_file(), name
-        assert json.loads((outputs / "stages" / key / "stage.json").read_text())["steps"] == 2
+        record = json.loads((outputs / "stages" / key / "stage.json").read_text())
+        assert record["steps"] == 2 and record["cost"]["train_s"] == costs[f"{name}/train_s"]
     training = outputs / "trainings" / result["training_key"]
     assert (training / "config.yaml").is_file()  # what `msl-ablate evaluate` rebuilds from
     protocol = result["evaluations"]["eval"]["protocol"]

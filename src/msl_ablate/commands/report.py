@@ -14,6 +14,7 @@ from pathlib import Path
 
 from msl_ablate.config.compose import absolutize_paths, compose, sweeps_dir
 from msl_ablate.results import store
+from msl_ablate.results.costs import training_costs
 from msl_ablate.results.report import write_overview, write_report
 from msl_ablate.results.study import StudyError, load_study
 from msl_ablate.results.units import MissingUnitsError, unit_table
@@ -46,6 +47,7 @@ def report_one(name: str, overrides: list[str], folder: Path, n_resamples: int):
         scale=cfg.scale,
         aliases=aliases,
         n_resamples=n_resamples,
+        costs=lambda run_id: training_costs(uri, run_id),
     )
     print(
         f"{cfg.study}: {len(study.cells)} cells x {len(study.columns)} benchmarks -> {out.out_dir}"

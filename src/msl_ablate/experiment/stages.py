@@ -29,6 +29,7 @@ from msl_ablate.experiment.layout import StageLayout
 from msl_ablate.models.vlm import VisionLanguageModel
 from msl_ablate.tracking.mlflow_run import StageMLFlowLogger, Tracker
 from msl_ablate.training.checkpointing import StageCheckpoint, resume_path
+from msl_ablate.training.cost import StageCost
 from msl_ablate.training.lit_module import VLMLitModule
 from msl_ablate.training.progress import StageProgressBar
 from msl_ablate.training.strategy import apply_stage, load_trainable, save_trainable
@@ -71,7 +72,8 @@ def fit_stage(
     ``callbacks`` run after the stage's own (``msl-ablate bench`` times steps with one).
 
     Returns:
-        ``{"steps", "wall_s", "loss"}`` of this fit.
+        ``{"steps", "wall_s", "loss", "cost"}`` of this fit (``cost``: ``StageCost.summary``,
+        also logged as ``<stage>/cost/<name>``).
 
     Raises:
         RuntimeError: The stage stopped before ``max_steps`` (a graceful interrupt).
@@ -97,6 +99,7 @@ def fit_stage(
             length_fn=lambda batch: int(batch["attention_mask"].sum()),
             window_size=min(10, max(2, stage.max_steps)),
         ),
+        cost := StageCost(),
         # After the throughput monitor, so a step's rates are logged before its checkpoint.
         StageCheckpoint(
             layout.resume_dir, cfg.checkpoint.every_minutes, cfg.checkpoint.every_steps
@@ -130,10 +133,15 @@ def fit_stage(
             f"re-run the same command to resume from {layout.resume_dir}"
         )
     loss = trainer.callback_metrics.get("train/loss")
+    summary = cost.summary()
+    if summary and isinstance(logger, StageMLFlowLogger):
+        logger.log_metrics({f"cost/{name}": value for name, value in summary.items()},
+                           step=trainer.global_step)  # fmt: skip
     return {
         "steps": trainer.global_step,
         "wall_s": round(time.perf_counter() - start, 3),
         "loss": None if loss is None else float(loss),
+        "cost": summary,
     }
 
 

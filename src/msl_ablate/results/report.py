@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from msl_ablate.results.costs import CostLoader, cost_table
 from msl_ablate.results.figures import draw, radar
 from msl_ablate.results.findings import (
     Verdict,
@@ -93,6 +94,7 @@ def write_report(
     scale: str,
     aliases: dict[str, str] | None = None,
     n_resamples: int = 2000,
+    costs: CostLoader | None = None,
 ) -> ReportFiles:
     """Write every file of a study's report into ``out_dir``.
 
@@ -104,6 +106,7 @@ def write_report(
         scale: ``paper`` adds the published rows; ``mini`` tests the findings.
         aliases: Other names of cells (``high`` -> ``128``) the findings may use.
         n_resamples: Bootstrap resamples per difference.
+        costs: Training cost loader (``results.costs.training_costs``); None: no cost table.
     """
     out = ReportFiles(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -158,6 +161,15 @@ def write_report(
         text = findings_markdown(out.verdicts, ordering)
         _write(out_dir / "findings.md", text, out.files)
         sections += ["## The paper's findings in miniature\n", text]
+
+    cost = cost_table(study, costs) if costs is not None else pd.DataFrame()
+    if not cost.empty:
+        shown = cost.map(lambda v: f"{v:,.1f}")
+        _write(out_dir / "cost.md", shown.to_markdown(disable_numparse=True) + "\n", out.files)
+        sections += ["## Training cost\n",
+                     "Per stage, mean over seeds: tokens/s and samples/s over its steps (real "
+                     "tokens, padding not counted), the steps' wall time, peak GPU memory.\n",
+                     shown.to_markdown(disable_numparse=True), ""]  # fmt: skip
 
     out.files += draw(study, report.plot, report.title, out_dir / "figure")
     sections.append("![figure](figure.png)\n")

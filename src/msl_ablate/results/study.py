@@ -43,7 +43,7 @@ class Study:
         cells: The cells in display order.
         columns: The headline columns (``exact_match``, ``VQAv2``, ...) in the paper's order.
         values: Columns ``cell``, ``seed``, ``column``, ``scorer``, ``value``,
-            ``evaluation_run_id``.
+            ``evaluation_run_id``, ``training_run_id``.
         chance: Uniform guessing's headline per column (the floor every cell should clear).
     """
 
@@ -124,7 +124,10 @@ def load_study(store: pd.DataFrame, name: str, axis: str, order: Sequence[str] =
     rows = headline_rows(df)
     rows = rows[rows["metric"] != "majority_baseline"]  # a baseline beside the held-out score
     rows = _one_training_per_seed(rows.assign(cell=rows[axis].map(_cell_name)), name)
-    values = rows[["cell", "seed", "column", "scorer", "value", "evaluation_run_id"]]
+    if "training_run_id" not in rows:  # stores written before the column: none to look up
+        rows = rows.assign(training_run_id=None)
+    values = rows[["cell", "seed", "column", "scorer", "value", "evaluation_run_id",
+                   "training_run_id"]]  # fmt: skip
     found = list(dict.fromkeys(values["cell"]))
     first = [str(c) for c in order if str(c) in found]
     rest = sorted((c for c in found if c not in first), key=_natural)

@@ -51,7 +51,8 @@ def fixture() -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
                 cols = {c: units[run_id][c].to_numpy() for c in units[run_id]}
                 common = {"training_key": key, "evaluation_key": f"{key}-{benchmark}",
                           "benchmark": benchmark, "protocol": "p1", "study": STUDY, "seed": seed,
-                          "lm": cell, "scorer": benchmark, "evaluation_run_id": run_id}  # fmt: skip
+                          "lm": cell, "scorer": benchmark, "evaluation_run_id": run_id,
+                          "training_run_id": f"train-{key}"}  # fmt: skip
                 value = HEADLINES_FROM_UNITS[benchmark](cols)
                 chance = 50.0 if benchmark == "pope" else 12.5
                 rows += [common | {"metric": metric, "value": value},
@@ -82,7 +83,12 @@ def test_report_writes_golden_tables_figure_and_findings(fixture, tmp_path: Path
         ],
     )  # fmt: skip
 
-    out = write_report(study, report, units.__getitem__, tmp_path, scale="mini", n_resamples=500)
+    # Each training's cost: seed s of every cell ran at 100 * (s + 1) tokens/s.
+    costs = {f"train-{cell}-{seed}": {"align/tokens_per_sec": 100.0 * (seed + 1),
+                                      "finetune/train_s": 10.0, "finetune/other": 1.0}
+             for cell in CELLS for seed in range(3)}  # fmt: skip
+    out = write_report(study, report, units.__getitem__, tmp_path, scale="mini", n_resamples=500,
+                       costs=costs.__getitem__)  # fmt: skip
 
     names = {p.name for p in out.files}
     assert {"table.md", "table.tex", "table.csv", "differences.md", "findings.md", "figure.png",
@@ -97,6 +103,11 @@ def test_report_writes_golden_tables_figure_and_findings(fixture, tmp_path: Path
     assert (tmp_path / "figure.pdf").read_bytes().startswith(b"%PDF")
     csv = pd.read_csv(tmp_path / "table.csv", index_col=0)
     assert list(csv.index) == ["phi_2", "gemma_2b", "phi_15"] and (csv["seeds"] == 3).all()
+    cost = (tmp_path / "cost.md").read_text().splitlines()
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in cost]
+    assert cells[0] == ["lm", "align tokens/s", "finetune train s"]  # "other" is not shown
+    assert cells[2] == ["phi_2", "200.0", "10.0"]  # the mean over 3 seeds
+    assert "## Training cost" in (tmp_path / "report.md").read_text()
     verdicts = {v.claim: v.reproduced for v in out.verdicts}
     assert verdicts == {"Phi-like best": True, "Gemma beats Phi-1.5 on GQA": False,
                         "Gemma and Phi-1.5 alike on POPE": True}  # fmt: skip
