@@ -93,6 +93,9 @@ class LMConfig:
     # A GGUF file inside `checkpoint` (hub repo or folder) to load instead of its safetensors:
     # transformers dequantizes it (needs the `gguf` package). Ignored when the twin is the model.
     gguf_file: str | None = None
+    # transformers' attention kernel: sdpa | eager | flash_attention_2 (flash-attn package);
+    # null: transformers' default (SDPA: a flash kernel where the GPU has one).
+    attn_implementation: str | None = None
     twin: Any = None
 
 
@@ -135,6 +138,8 @@ class OptimizerConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     weight_decay: float = 0.0
+    # torch's one-kernel AdamW (GPU, or CPU on torch >= 2.4); null: torch's choice (foreach).
+    fused: bool | None = None
 
 
 @dataclass
@@ -162,6 +167,11 @@ class StageConfig:
     # Compute each step's batch in up to this many parts of similar length: the same samples,
     # loss and gradient with less padding (training/micro_batches.py); 1 computes it whole.
     split_by_length: int = 1
+    # Recompute the LM's (and a trained transformers tower's) activations in backward instead
+    # of keeping them: less memory, about a third more compute; the same loss and gradient.
+    gradient_checkpointing: bool = False
+    # torch.compile the LM for this stage (GPU; compiling takes minutes, shapes vary by batch).
+    compile: bool = False
     warmup_ratio: float = 0.03  # num_warmup_steps = int(warmup_ratio * max_steps)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)

@@ -27,6 +27,20 @@ PROTOCOL_LENGTH = 8
 DECODING = {"do_sample": False, "num_beams": 1}
 # Trainer settings that only change what is shown, not what is computed.
 DISPLAY_ONLY_TRAINER_KEYS = ("log_every_n_steps", "enable_progress_bar", "enable_model_summary")
+# Options that enter a key only when set: at their default they compute what the stages made
+# before the options existed, whose keys must not change (a compiled LM or another attention
+# kernel rounds differently, so they count when set).
+KEYED_WHEN_SET = {"compile": False, "attn_implementation": None, "fused": None}
+# Stage options that change memory and time, never the result (activations recomputed).
+RESOURCE_ONLY_STAGE_KEYS = ("gradient_checkpointing",)
+
+
+def _drop_defaults(spec: dict[str, Any]) -> dict[str, Any]:
+    for node in (spec, spec.get("optimizer") or {}):
+        for key, default in KEYED_WHEN_SET.items():
+            if key in node and node[key] == default:
+                del node[key]
+    return spec
 
 
 def _container(node: Any) -> Any:
@@ -50,6 +64,7 @@ def model_inputs(cfg: DictConfig) -> dict[str, Any]:
             spec.pop(key, None)
         spec["tower"] = TOWER_LAYOUT
     for _, spec in [*components(parts["vision"], "vision"), *components(parts["lm"], "lm")]:
+        _drop_defaults(spec)
         if cfg.offline_twins or spec["checkpoint"] is None:
             spec["weights"], uses_twin = "twin", True
             if isinstance(spec.get("twin"), dict):
@@ -93,8 +108,11 @@ def stage_inputs(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     previous = None
     for name, stage in cfg.strategy.stages.items():
+        spec = _drop_defaults(_container(stage))
+        for key in RESOURCE_ONLY_STAGE_KEYS:
+            spec.pop(key, None)
         inputs = {
-            "stage": _container(stage),
+            "stage": spec,
             "model": model,
             "data": data_inputs(cfg, stage.split),
             "seed": cfg.seed,

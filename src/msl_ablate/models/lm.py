@@ -16,6 +16,7 @@ here, once, so that the data pipeline sees one contract:
 from __future__ import annotations
 
 import importlib.util
+from typing import Any
 
 import torch
 from hydra.utils import get_class
@@ -184,6 +185,7 @@ def build_causal_lm(
     lora_target_modules: list[str] | None = None,
     load_in_4bit: bool = False,
     gguf_file: str | None = None,
+    attn_implementation: str | None = None,
 ) -> CausalLM:
     """Load an LM and its tokenizer from a hub id or folder, ready for image tokens.
 
@@ -201,6 +203,9 @@ def build_causal_lm(
         gguf_file: A GGUF file inside ``checkpoint`` to load the tokenizer and weights from
             (dequantized to ``torch_dtype``; needs the ``gguf`` package); None: the checkpoint's
             own files.
+        attn_implementation: transformers' attention kernel (``sdpa``, ``eager``,
+            ``flash_attention_2`` with the flash-attn package); None: transformers' default
+            (SDPA, which picks a flash kernel on GPUs that have one).
 
     Returns:
         The wrapped LM.
@@ -220,14 +225,16 @@ def build_causal_lm(
             f"lm.torch_dtype={torch_dtype!r} is not a torch dtype; use float32, bfloat16 or "
             f"float16 ({where})"
         )
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
     if gguf_file is not None:
         problem = gguf_problem(checkpoint, gguf_file)
         if problem is not None:
             raise ValueError(f"{problem} ({where})")
         kwargs["gguf_file"] = gguf_file
     tokenizer = prepare_tokenizer(
-        AutoTokenizer.from_pretrained(checkpoint, **kwargs), chat_template, where
+        AutoTokenizer.from_pretrained(checkpoint, gguf_file=gguf_file), chat_template, where
     )
     if load_in_4bit:
         if not torch.cuda.is_available() or importlib.util.find_spec("bitsandbytes") is None:

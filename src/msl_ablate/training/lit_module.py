@@ -39,6 +39,30 @@ class VLMLitModule(L.LightningModule):
         self.strict_loading = False
         self.sizes = StepSizes.of(vlm)
 
+    def _checkpointed(self) -> list[Any]:
+        """The transformers models whose activations this stage recomputes: the LM, and the
+        tower if it trains and supports it."""
+        tower = getattr(self.vlm.vision, "model", None)
+        trains = tower is not None and any(p.requires_grad for p in tower.parameters())
+        found = [self.vlm.lm.model, tower] if trains else [self.vlm.lm.model]
+        return [m for m in found if getattr(m, "supports_gradient_checkpointing", False)]
+
+    def on_fit_start(self) -> None:
+        if self.stage.gradient_checkpointing:
+            for model in self._checkpointed():
+                # Non-reentrant: works with frozen blocks and inputs that need no gradient.
+                model.gradient_checkpointing_enable({"use_reentrant": False})
+        if self.stage.compile:
+            self.vlm.lm.model.compile(dynamic=True)  # in place: parameter names unchanged
+
+    def on_fit_end(self) -> None:
+        # The next stage (or evaluation) decides for itself.
+        if self.stage.gradient_checkpointing:
+            for model in self._checkpointed():
+                model.gradient_checkpointing_disable()
+        if self.stage.compile:
+            self.vlm.lm.model._compiled_call_impl = None  # what Module.compile set; no public undo
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """The loss of one batch.
 

@@ -34,6 +34,21 @@ def test_stage_keys_ignore_paths_tracking_eval_and_cadence_but_not_seed():
     assert len(base["align"]) == 12 and training_key(compose([])) == base["finetune"]
 
 
+def test_resource_options_key_only_what_can_change_the_result():
+    base = stage_keys(compose(["paths.root=/a"]))
+    ft = "strategy.stages.finetune"
+    # Recomputed activations and the token cache: the same numbers.
+    for override in (f"{ft}.gradient_checkpointing=true", "data.token_cache=false"):
+        assert stage_keys(compose(["paths.root=/a", override])) == base, override
+    # Another kernel rounds differently: keyed when set, and only then (keys made before the
+    # options existed still match at their defaults).
+    for override in (f"{ft}.compile=true", f"{ft}.optimizer.fused=true"):
+        keys = stage_keys(compose(["paths.root=/a", override]))
+        assert keys["align"] == base["align"] and keys["finetune"] != base["finetune"], override
+    assert stage_keys(compose(["lm.attn_implementation=eager"]))["align"] != base["align"]
+    assert "compile" not in stage_inputs(compose([]))["finetune"]["stage"]
+
+
 def test_stage_one_is_shared_by_every_figure5_cell_and_chains_into_stage_two():
     cells = ["vfrozen_lmfrozen", "vfrozen_lmfull", "vfrozen_lmlora", "vfull_lmfrozen",
              "vfull_lmfull", "vfull_lmlora"]  # fmt: skip

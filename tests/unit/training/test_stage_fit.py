@@ -355,3 +355,41 @@ def test_a_global_batch_of_two_device_batches_is_one_step_of_both(make_cfg, tmp_
     # samples are far from both (measured 100x farther).
     assert distance("accumulated", "whole") < 0.01 * distance("whole")
     assert distance("accumulated", "whole") < 0.05 * distance("half", "whole")
+
+
+@pytest.mark.parametrize(
+    ("option", "tolerance"),
+    [("gradient_checkpointing", 1e-6),  # the same math, activations recomputed
+     pytest.param("compile", 1e-4, marks=pytest.mark.slow)],  # other kernels: rounding
+)  # fmt: skip
+def test_a_resource_option_trains_the_same_steps(make_cfg, tmp_path, option, tolerance):
+    # The tower trains too (vfull_lmfull), so both transformers models are checkpointed.
+    overrides = (*OVERRIDES, "strategy=vfull_lmfull", f"strategy.stages.{STAGE}.max_steps=3")
+    runs = {}
+    for on in (False, True):
+        log = LossLog()
+        cfg = make_cfg(*overrides, f"strategy.stages.{STAGE}.{option}={str(on).lower()}")
+        module = _fit(cfg, tmp_path / str(on), log)
+        runs[on] = (log.losses, _trainable(module))
+        # Undone when the stage ends: the next stage and evaluation choose for themselves.
+        assert not module.vlm.lm.model.is_gradient_checkpointing
+        assert module.vlm.lm.model._compiled_call_impl is None
+    (losses, weights), (other_losses, other_weights) = runs[False], runs[True]
+    assert other_losses == pytest.approx(losses, rel=tolerance)
+    for name, value in weights.items():
+        torch.testing.assert_close(other_weights[name], value, rtol=0, atol=tolerance)
+
+
+def test_gradient_checkpointing_recomputes_the_lm_and_a_trained_tower(make_cfg, tmp_path):
+    calls = []
+    cfg = make_cfg(*OVERRIDES, "strategy=vfull_lmfull", f"strategy.stages.{STAGE}.max_steps=1",
+                   f"strategy.stages.{STAGE}.gradient_checkpointing=true")  # fmt: skip
+
+    class Spy(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, *args) -> None:
+            vlm = pl_module.vlm
+            calls.append((vlm.lm.model.is_gradient_checkpointing,
+                          vlm.vision.model.is_gradient_checkpointing))  # fmt: skip
+
+    _fit(cfg, tmp_path / "ckpt", Spy())
+    assert calls == [(True, True)]

@@ -165,6 +165,18 @@ def test_phi_runs_the_fused_gelu_with_the_same_outputs(make_cfg) -> None:
     torch.testing.assert_close(model(input_ids=ids).logits, fused, rtol=0, atol=1e-5)
 
 
+def test_the_attention_kernel_is_an_option_with_the_same_outputs(make_cfg) -> None:
+    _, default = _build(make_cfg, "phi_15")
+    eager_cfg = make_cfg("vision=tiny_siglip", "lm=phi_15", "offline_twins=true",
+                         "lm.attn_implementation=eager")  # fmt: skip
+    eager = build_vlm(eager_cfg).lm.model
+    assert default.lm.model.config._attn_implementation == "sdpa"
+    assert eager.config._attn_implementation == "eager"
+    ids = torch.randint(0, 64, (2, 24))
+    torch.testing.assert_close(eager(input_ids=ids).logits, default.lm.model(input_ids=ids).logits,
+                               rtol=0, atol=1e-5)  # fmt: skip
+
+
 def test_a_phi_twin_pretrains_with_the_fused_gelu_and_saves_gelu_new(tmp_path) -> None:
     from transformers.activations import ACT2FN
 
