@@ -14,6 +14,7 @@ COMMANDS = {
     "plan": ("msl_ablate.commands.plan", "SWEEP [overrides]  a sweep's stages and evaluations, what is done, how long the rest takes"),
     "status": ("msl_ablate.commands.status", "[overrides]   where each job of a sweep stands: done/running/failed/todo, stages, artifacts"),
     "zoo": ("msl_ablate.commands.zoo", "build|list [--only a,b]  pretrain the tiny zoo (conf/zoo) / print its cards"),
+    "data": ("msl_ablate.commands.data", "check [--split a,b] [overrides]  read, check and tokenize every record of the data's files"),
     "cache": ("msl_ablate.commands.cache", "info|clear     the frozen vision features cached on this machine"),
     "bench": ("msl_ablate.commands.bench", "[--steps N] [overrides]  the harness's training step against the plain transformers loop"),
     "results": ("msl_ablate.commands.results", "[--rebuild]    print the results store (rebuilt from MLflow with --rebuild)"),

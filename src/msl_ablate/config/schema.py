@@ -208,6 +208,15 @@ class DataConfig:
     root: str | None = None  # dataset folder when there is no generator
     files: dict[str, str] = field(default_factory=dict)  # split -> JSON file, relative to root
     image_dir: str = "."
+    # split -> its image folder relative to root, where it is not image_dir (LLaVA's pretraining
+    # images and its 665k mix's live in different folders).
+    image_dirs: dict[str, str] = field(default_factory=dict)
+    # Records with errors (malformed, missing or misnamed images: data/records.py): `error`
+    # refuses to train, naming them; `skip` trains without them and logs their count and ids.
+    on_error: str = "error"
+    # A record longer than max_length: `error` names it; `truncate` cuts its text (never its
+    # image tokens), as LLaVA's tokenizer does, and counts the cut records.
+    too_long: str = "error"
     # Longest training sequence; null: the image tokens of one image + max_text_length.
     max_length: int | None = None
     max_text_length: int = 512  # text tokens per sample when max_length is null

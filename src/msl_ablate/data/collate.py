@@ -44,6 +44,9 @@ class VLMCollator:
             "attention_mask": attention_mask,  # (B, L)
             "labels": labels,  # (B, L)
         }
+        truncated = sum(bool(s.get("truncated")) for s in samples)
+        if truncated:  # only then: the other keys are the model's inputs
+            batch["truncated"] = truncated  # samples cut at data.max_length (data.too_long)
         # Pixels, or an encoder's cached features (data/feature_cache.py): (B_img, ...).
         for key in ("pixel_values", "image_features"):
             images = [s[key] for s in samples if key in s]

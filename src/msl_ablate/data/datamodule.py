@@ -14,11 +14,20 @@ from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
 from msl_ablate.data.collate import VLMCollator
-from msl_ablate.data.dataset import LlavaDataset, load_records
+from msl_ablate.data.dataset import LlavaDataset
 from msl_ablate.data.feature_cache import FeatureCache
+from msl_ablate.data.records import (
+    RecordProblem,
+    load_checked_records,
+    skipped_errors,
+    summarize,
+)
 from msl_ablate.data.sampler import TRAINER_KWARGS, PositionLoader, PositionSampler
 from msl_ablate.data.token_cache import cached_table
 from msl_ablate.utils.files import stable_hash
+from msl_ablate.utils.logging import get_logger
+
+log = get_logger(__name__)
 
 
 def resolve_data_root(data_cfg: DictConfig, data_dir: str | Path) -> Path:
@@ -45,6 +54,12 @@ def split_path(data_cfg: DictConfig, root: Path, split: str) -> Path:
     if split not in data_cfg.files:
         raise KeyError(f"data.files has no split {split!r}; available: {sorted(data_cfg.files)}")
     return root / data_cfg.files[split]
+
+
+def split_image_dir(data_cfg: DictConfig, root: Path, split: str) -> Path:
+    """The folder a split's ``image`` paths are relative to (``data.image_dirs[split]``, else
+    ``data.image_dir``)."""
+    return root / (data_cfg.get("image_dirs") or {}).get(split, data_cfg.image_dir)
 
 
 class VLMDataModule(L.LightningDataModule):
@@ -95,18 +110,26 @@ class VLMDataModule(L.LightningDataModule):
         self.features = features
         self.token_cache = token_cache
         self.train_set: LlavaDataset | None = None
+        # Records left out by data.on_error=skip, with what is wrong with each.
+        self.skipped: list[RecordProblem] = []
 
     def make_dataset(self, split: str) -> LlavaDataset:
         path = split_path(self.data_cfg, self.root, split)
-        records = load_records(path, self.root / self.data_cfg.image_dir)
+        image_dir = split_image_dir(self.data_cfg, self.root, split)
+        records, problems = load_checked_records(path, image_dir)
+        self.skipped = skipped_errors(path, problems, self.data_cfg.get("on_error", "error"))
+        if self.skipped:
+            log.warning("%s: %d records with errors left out (data.on_error=skip): %s",
+                        path, len(self.skipped), summarize(self.skipped))  # fmt: skip
         dataset = LlavaDataset(
             records,
-            self.root / self.data_cfg.image_dir,
+            image_dir,
             self.tokenizer,
             self.image_transform,
             self.num_image_tokens,
             self.max_length,
             features=self.features,
+            too_long=self.data_cfg.get("too_long", "error"),
         )
         if self.token_cache is not None:
             dataset.table = cached_table(

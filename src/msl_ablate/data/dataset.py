@@ -1,8 +1,7 @@
-"""LLaVA-format JSON datasets: records of ``id``, ``image`` and ``conversations``."""
+"""The dataset of LLaVA-format records (``data.records``): tokens, labels and the image of each."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,56 +15,15 @@ from transformers import PreTrainedTokenizerBase
 from msl_ablate.data.conversation import to_messages, tokenize_conversation
 from msl_ablate.data.feature_cache import FeatureCache, image_digest
 from msl_ablate.data.token_cache import Tokens, TokenTable
-from msl_ablate.data.tokens import IGNORE_INDEX
+from msl_ablate.data.tokens import IGNORE_INDEX, IMAGE_TOKEN
 from msl_ablate.utils.errors import DataError
-
-
-def load_records(json_path: str | Path, image_dir: str | Path) -> list[dict[str, Any]]:
-    """Read and check a LLaVA JSON file.
-
-    Every record must have an ``id`` and ``conversations``; a record with an ``image`` must
-    point to an existing file. All problems are reported together.
-
-    Args:
-        json_path: The JSON file (a list of records).
-        image_dir: Folder that ``image`` paths are relative to.
-
-    Returns:
-        The records.
-
-    Raises:
-        FileNotFoundError: The JSON file does not exist.
-        DataError: Malformed JSON or records, or missing images (names file, record and path).
-    """
-    json_path, image_dir = Path(json_path), Path(image_dir)
-    if not json_path.is_file():
-        raise FileNotFoundError(f"data file not found: {json_path}")
-    try:
-        records = json.loads(json_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise DataError(f"{json_path}: not valid JSON ({err})") from err
-    if not isinstance(records, list):
-        raise DataError(
-            f"{json_path}: expected a JSON list of records, got {type(records).__name__}"
-        )
-    problems = []
-    for i, rec in enumerate(records):
-        rid = rec.get("id", f"#{i}") if isinstance(rec, dict) else f"#{i}"
-        if not isinstance(rec, dict) or "conversations" not in rec or "id" not in rec:
-            problems.append(f"record {rid}: needs keys 'id' and 'conversations'")
-        elif rec.get("image") is not None and not (image_dir / rec["image"]).is_file():
-            problems.append(f"record {rid}: image file not found: {image_dir / rec['image']}")
-    if problems:
-        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise DataError(f"{json_path}: " + "; ".join(problems[:5]) + more)
-    return records
 
 
 class LlavaDataset(Dataset):
     """Tokenized samples with their image tensor, for training or generation.
 
     Args:
-        records: LLaVA records (see ``load_records``).
+        records: LLaVA records, normalised (``data.records.load_records``).
         image_dir: Folder of the images.
         tokenizer: The LM's tokenizer.
         image_transform: PIL -> ``(3, H, W)`` tensor (the encoder's).
@@ -78,6 +36,9 @@ class LlavaDataset(Dataset):
             lazy dataset does; ``msl-ablate bench``'s reference loop).
         tokens: Every record's tokens, read from the token cache (``data.token_cache``);
             None: each record is tokenized when first read.
+        too_long: A record longer than ``max_length``: ``error`` names it; ``truncate`` cuts
+            its text at ``max_length`` (never its image tokens: a record whose image would be
+            cut is an error) and marks the item ``truncated``.
     """
 
     def __init__(
@@ -92,7 +53,10 @@ class LlavaDataset(Dataset):
         features: FeatureCache | None = None,
         keep_tokens: bool = True,
         tokens: TokenTable | None = None,
+        too_long: str = "error",
     ):
+        if too_long not in ("error", "truncate"):
+            raise ValueError(f"data.too_long must be 'error' or 'truncate', got {too_long!r}")
         self.records = records
         self.image_dir = Path(image_dir)
         self.tokenizer = tokenizer
@@ -107,6 +71,8 @@ class LlavaDataset(Dataset):
         self._tokens: dict[int, Tokens] = {}
         self.keep_tokens = keep_tokens
         self.table = tokens
+        self.too_long = too_long
+        self.image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         self._digests: dict[Path, str] = {}  # the feature cache's key of each image
 
     def __len__(self) -> int:
@@ -132,6 +98,9 @@ class LlavaDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         rec = self.records[index]
         ids, trained, num_images = self._tokens_of(index)
+        truncated = len(ids) > self.max_length
+        if truncated:
+            ids, trained = ids[: self.max_length], trained[: self.max_length]
         input_ids = torch.from_numpy(ids.astype(np.int64))
         labels = torch.where(torch.from_numpy(trained), input_ids, IGNORE_INDEX)
         has_image = rec.get("image") is not None
@@ -145,6 +114,8 @@ class LlavaDataset(Dataset):
             "input_ids": input_ids,
             "labels": labels,
         }
+        if truncated:
+            item["truncated"] = True
         if has_image and self.features is not None:
             path = self.image_dir / rec["image"]
             if path not in self._digests:
@@ -166,11 +137,17 @@ class LlavaDataset(Dataset):
             if self.keep_tokens:
                 self._tokens[index] = tokens
         ids, _, num_images = tokens
-        if len(ids) > self.max_length:
-            raise DataError(
-                f"record {self.records[index]['id']}: {len(ids)} tokens (with {num_images} x "
-                f"{self.num_image_tokens} image tokens) exceed data.max_length={self.max_length}"
-            )
+        if len(ids) <= self.max_length:
+            return tokens
+        where = (
+            f"record {self.records[index]['id']}: {len(ids)} tokens (with {num_images} x "
+            f"{self.num_image_tokens} image tokens) exceed data.max_length={self.max_length}"
+        )
+        if self.too_long == "error":
+            raise DataError(f"{where} (data.too_long=truncate cuts such records' text)")
+        image_at = np.flatnonzero(ids == self.image_id)
+        if len(image_at) and image_at[-1] >= self.max_length:
+            raise DataError(f"{where}, and truncating would cut its image tokens")
         return tokens
 
     def tokenize(self, rec: dict[str, Any]) -> Tokens:

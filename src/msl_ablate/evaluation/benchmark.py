@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from msl_ablate.config.enums import QuestionFormat
-from msl_ablate.data.dataset import LlavaDataset, load_records
+from msl_ablate.data.dataset import LlavaDataset
+from msl_ablate.data.records import load_records
 from msl_ablate.data.tokens import IMAGE_TOKEN
 from msl_ablate.evaluation.generate import generate_answers
 from msl_ablate.evaluation.headline import HEADLINE_METRICS

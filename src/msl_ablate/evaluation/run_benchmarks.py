@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from msl_ablate.config.enums import QuestionFormat
-from msl_ablate.data.datamodule import resolve_data_root, split_path
+from msl_ablate.data.datamodule import resolve_data_root, split_image_dir, split_path
 from msl_ablate.evaluation.benchmark import BenchmarkSpec
 from msl_ablate.evaluation.scoring.exact_match import reference_answers
 from msl_ablate.models.assemble import max_sequence_length
@@ -66,7 +66,7 @@ def heldout_spec(cfg: DictConfig) -> BenchmarkSpec:
         name=cfg.eval.split,
         scorer="exact_match",
         questions=questions,
-        image_dir=root / cfg.data.image_dir,
+        image_dir=split_image_dir(cfg.data, root, cfg.eval.split),
         annotations=questions,
         max_new_tokens=cfg.eval.max_new_tokens,
         options={"baseline": split_path(cfg.data, root, last_split)},

@@ -33,8 +33,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader
 
 from msl_ablate.data.collate import VLMCollator
-from msl_ablate.data.datamodule import resolve_data_root, split_path
-from msl_ablate.data.dataset import LlavaDataset, load_records
+from msl_ablate.data.datamodule import resolve_data_root, split_image_dir, split_path
+from msl_ablate.data.dataset import LlavaDataset
+from msl_ablate.data.records import load_records
 from msl_ablate.experiment.layout import StageLayout
 from msl_ablate.experiment.stages import fit_stage
 from msl_ablate.models.assemble import build_vlm, max_sequence_length, resolved_checkpoints
@@ -213,7 +214,7 @@ def bench_setting(cfg: DictConfig, stage_name: str, kind: str, steps: int, block
     stage = cfg.strategy.stages[stage_name]
     max_length = max_sequence_length(cfg, vlm)
     root = resolve_data_root(cfg.data, cfg.paths.data_dir)
-    image_dir = root / cfg.data.image_dir
+    image_dir = split_image_dir(cfg.data, root, stage.split)
     records = load_records(split_path(cfg.data, root, stage.split), image_dir)
 
     def dataset(recs: list[dict], keep_tokens: bool = True) -> LlavaDataset:

@@ -31,6 +31,7 @@ DISPLAY_ONLY_TRAINER_KEYS = ("log_every_n_steps", "enable_progress_bar", "enable
 # before the options existed, whose keys must not change (a compiled LM or another attention
 # kernel rounds differently, so they count when set).
 KEYED_WHEN_SET = {"compile": False, "attn_implementation": None, "fused": None}
+DATA_KEYED_WHEN_SET = {"image_dirs": {}, "on_error": "error", "too_long": "error"}
 # Stage options that change memory and time, never the result (activations recomputed).
 RESOURCE_ONLY_STAGE_KEYS = ("gradient_checkpointing",)
 
@@ -85,6 +86,9 @@ def data_inputs(cfg: DictConfig, split: str) -> dict[str, Any]:
     data = _container(cfg.data)
     data.pop("num_workers", None)
     data.pop("token_cache", None)  # the same tokens, from disk or tokenized on the fly
+    for key, default in DATA_KEYED_WHEN_SET.items():  # options newer than the keys made
+        if data.get(key) == default:
+            data.pop(key, None)
     for key in ("max_gb", "dir"):  # where features are kept, not what they are
         data.get("feature_cache", {}).pop(key, None)
     if data.get("generator") is not None:

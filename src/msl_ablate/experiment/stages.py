@@ -134,14 +134,23 @@ def fit_stage(
         )
     loss = trainer.callback_metrics.get("train/loss")
     summary = cost.summary()
-    if summary and isinstance(logger, StageMLFlowLogger):
-        logger.log_metrics({f"cost/{name}": value for name, value in summary.items()},
+    data = {"skipped_records": len(datamodule.skipped), "truncated_records": cost.truncated}
+    if cost.truncated:
+        log.warning("Stage %s: %d samples were cut at data.max_length=%d (data.too_long=truncate)",
+                    stage.name, cost.truncated, max_length)  # fmt: skip
+    if isinstance(logger, StageMLFlowLogger):
+        logger.log_metrics({**{f"cost/{name}": value for name, value in summary.items()},
+                            **{f"data/{name}": value for name, value in data.items()}},
                            step=trainer.global_step)  # fmt: skip
+        if datamodule.skipped and is_rank_zero():  # which records, and why (data.on_error=skip)
+            logger.experiment.log_text(logger.run_id, "\n".join(map(str, datamodule.skipped)),
+                                       f"data/{stage.name}_skipped_records.txt")  # fmt: skip
     return {
         "steps": trainer.global_step,
         "wall_s": round(time.perf_counter() - start, 3),
         "loss": None if loss is None else float(loss),
         "cost": summary,
+        "data": data,
     }
 
 

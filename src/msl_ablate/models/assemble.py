@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from transformers import PreTrainedTokenizerBase
 
 from msl_ablate.config.components import VISION_SIZE_KEYS, components
 from msl_ablate.config.enums import uses_qlora
+from msl_ablate.models.lm import load_tokenizer
 from msl_ablate.models.vision.base import VisionEncoder
 from msl_ablate.models.vlm import VisionLanguageModel
 from msl_ablate.models.zoo import builder_kwargs, resolve_checkpoint
@@ -44,6 +46,14 @@ def build_vision_encoder(cfg: DictConfig) -> VisionEncoder:
             cfg.vision, cfg.offline_twins, cfg.paths.zoo_dir, cfg.zoo.max_steps, VISION_SIZE_KEYS
         )
     )
+
+
+def build_tokenizer(cfg: DictConfig) -> PreTrainedTokenizerBase:
+    """The tokenizer ``build_vlm`` gives its LM, without loading the LM's weights."""
+    checkpoint = resolved_checkpoints(cfg)["lm"]
+    real_gguf = not cfg.offline_twins and cfg.lm.checkpoint is not None
+    return load_tokenizer(checkpoint, cfg.lm.chat_template, f"conf/lm/{cfg.lm.name}.yaml",
+                          cfg.lm.gguf_file if real_gguf else None)  # fmt: skip
 
 
 def build_vlm(cfg: DictConfig) -> VisionLanguageModel:

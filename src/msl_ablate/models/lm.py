@@ -173,6 +173,23 @@ def stop_token_ids(tokenizer: PreTrainedTokenizerBase, model: nn.Module) -> list
     return list(dict.fromkeys(i for i in ids if i is not None))
 
 
+def load_tokenizer(
+    checkpoint: str, chat_template: ChatTemplate | str, where: str, gguf_file: str | None = None
+) -> PreTrainedTokenizerBase:
+    """An LM checkpoint's tokenizer, prepared as the data pipeline needs it (``prepare_tokenizer``).
+
+    Raises:
+        ValueError: A ``gguf_file`` that cannot load, or a template that does not fit.
+    """
+    if gguf_file is not None:
+        problem = gguf_problem(checkpoint, gguf_file)
+        if problem is not None:
+            raise ValueError(f"{problem} ({where})")
+    return prepare_tokenizer(
+        AutoTokenizer.from_pretrained(checkpoint, gguf_file=gguf_file), chat_template, where
+    )
+
+
 def build_causal_lm(
     name: str,
     checkpoint: str,
@@ -229,13 +246,8 @@ def build_causal_lm(
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     if gguf_file is not None:
-        problem = gguf_problem(checkpoint, gguf_file)
-        if problem is not None:
-            raise ValueError(f"{problem} ({where})")
         kwargs["gguf_file"] = gguf_file
-    tokenizer = prepare_tokenizer(
-        AutoTokenizer.from_pretrained(checkpoint, gguf_file=gguf_file), chat_template, where
-    )
+    tokenizer = load_tokenizer(checkpoint, chat_template, where, gguf_file)
     if load_in_4bit:
         if not torch.cuda.is_available() or importlib.util.find_spec("bitsandbytes") is None:
             raise RuntimeError(

@@ -26,6 +26,7 @@ class StageCost(L.Callback):
         self.samples = 0
         self.tokens = 0
         self.steps = 0
+        self.truncated = 0  # samples cut at data.max_length (data.too_long=truncate)
         self._start: float | None = None
         self._end: float | None = None
 
@@ -38,6 +39,7 @@ class StageCost(L.Callback):
                            outputs: Any, batch: Any, batch_idx: int) -> None:  # fmt: skip
         self.samples += int(batch["input_ids"].shape[0]) * trainer.world_size
         self.tokens += int(batch["attention_mask"].sum()) * trainer.world_size
+        self.truncated += int(batch.get("truncated", 0)) * trainer.world_size
         self.steps += 1
         self._end = time.perf_counter()
 

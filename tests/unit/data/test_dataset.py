@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from msl_ablate.data.dataset import load_records
+from msl_ablate.data.records import load_records
 from msl_ablate.data.synthetic import caption, generate_dataset
 from msl_ablate.data.world import Scene, SceneObject
 from msl_ablate.utils.errors import DataError
@@ -36,7 +36,7 @@ def test_malformed_file_and_record(tmp_path):
     bad.write_text("[{")
     with pytest.raises(DataError, match="bad.json: not valid JSON"):
         load_records(bad, tmp_path)
-    with pytest.raises(DataError, match="record x: needs keys 'id' and 'conversations'"):
+    with pytest.raises(DataError, match="record x: needs 'conversations', a non-empty list"):
         load_records(_write(tmp_path / "r.json", [{"id": "x"}]), tmp_path)
     with pytest.raises(FileNotFoundError, match="nope.json"):
         load_records(tmp_path / "nope.json", tmp_path)
