@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
 
@@ -123,8 +123,15 @@ class LlavaDataset(Dataset):
             digest = self._digests[path]
             item["image_features"] = self.features.get(digest)  # (N, D_v)
         elif has_image:
-            with Image.open(self.image_dir / rec["image"]) as image:
-                item["pixel_values"] = self.image_transform(image)  # (3, H, W)
+            path = self.image_dir / rec["image"]
+            try:
+                with Image.open(path) as image:
+                    item["pixel_values"] = self.image_transform(image)  # (3, H, W)
+            except (UnidentifiedImageError, OSError) as err:
+                raise DataError(
+                    f"record {rec['id']}: image {path} cannot be read ({err}); "
+                    "`msl-ablate data check` opens every image of a split before training"
+                ) from err
         return item
 
     def _tokens_of(self, index: int) -> Tokens:

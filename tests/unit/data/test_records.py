@@ -5,11 +5,10 @@ exactly on the human turns."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
+from tests.helpers.llava_files import ASK, _turns, released
 
 from msl_ablate.commands.data import main as data_main
 from msl_ablate.data.collate import VLMCollator
@@ -17,44 +16,6 @@ from msl_ablate.data.dataset import LlavaDataset
 from msl_ablate.data.records import check_records, load_records, normalize
 from msl_ablate.models.assemble import build_vlm
 from msl_ablate.utils.errors import DataError
-
-ASK = "What is in the image?"
-
-
-def _turns(*values: str) -> list[dict[str, str]]:
-    return [{"from": "human" if i % 2 == 0 else "gpt", "value": v} for i, v in enumerate(values)]
-
-
-def released(root: Path) -> Path:
-    """A mix file in llava_v1_5_mix665k.json's layout, with one record of each kind."""
-    for sub in ("coco/train2017", "ocr_vqa/images", "gqa/images"):
-        (root / sub).mkdir(parents=True)
-    Image.new("RGB", (40, 30), "red").save(root / "coco/train2017/000001.jpg")
-    Image.new("RGB", (30, 40), "blue").save(root / "gqa/images/2354786.jpg")
-    Image.new("RGB", (20, 20), "green").save(root / "ocr_vqa/images/140031996.gif")  # misnamed
-    Image.new("RGB", (20, 20), "white").save(root / "gqa/images/png_as.jpg", format="PNG")
-    (root / "coco/train2017/broken.jpg").write_bytes(b"not an image")
-    records = [
-        {"id": "000001", "image": "coco/train2017/000001.jpg",  # multi-turn, <image> first
-         "conversations": _turns(f"<image>\n{ASK}", "A red square.", "And its colour?", "Red.")},
-        {"id": 2354786, "image": "gqa/images/2354786.jpg",  # integer id, <image> at the end
-         "conversations": _turns(f"{ASK}<image>", "Blue.")},
-        {"id": "no-placeholder", "image": "gqa/images/2354786.jpg",
-         "conversations": _turns(ASK, "Blue.")},
-        {"id": "text-only", "conversations": _turns("Say hi.", "Hi.")},
-        {"id": "missing", "image": "coco/train2017/999.jpg", "conversations": _turns(ASK, "?")},
-        {"id": "140031996", "image": "ocr_vqa/images/140031996.jpg",
-         "conversations": _turns(ASK, "A book.")},
-        {"id": "bad-turn", "image": "coco/train2017/000001.jpg",
-         "conversations": [{"from": "human", "value": ASK}, {"from": "bot", "value": "x"}]},
-        {"id": "000001", "image": "coco/train2017/000001.jpg",  # a duplicate id
-         "conversations": _turns(f"<image>\n{ASK}", "Red.")},
-        {"id": "broken", "image": "coco/train2017/broken.jpg", "conversations": _turns(ASK, "?")},
-        {"id": "png", "image": "gqa/images/png_as.jpg", "conversations": _turns(ASK, "White.")},
-    ]  # fmt: skip
-    path = root / "llava_v1_5_mix665k.json"
-    path.write_text(json.dumps(records))
-    return path
 
 
 def test_the_image_placeholder_is_placed_as_llava_places_it():
