@@ -164,6 +164,9 @@ class StageConfig:
     global_batch_size: int | None = None
     # Batches of records of similar length (less padding), in a random order of batches.
     group_by_length: bool = False
+    # With group_by_length: image and text-only records in steps of their own (LLaVA-1.5's
+    # group_by_modality_length; data/sampler.py).
+    group_by_modality: bool = False
     # Compute each step's batch in up to this many parts of similar length: the same samples,
     # loss and gradient with less padding (training/micro_batches.py); 1 computes it whole.
     split_by_length: int = 1

@@ -76,6 +76,8 @@ class VLMDataModule(L.LightningDataModule):
         batch_size: Samples per step on each device.
         seed: Seeds the data order (``data.sampler``).
         group_by_length: Steps of records of similar length (``data.sampler.epoch_permutation``).
+        group_by_modality: With ``group_by_length``, image and text-only records in steps of
+            their own (LLaVA's ``group_by_modality_length``).
         features: Serve cached vision features instead of images (``data.feature_cache``).
         token_cache: ``paths.cache_dir`` to read the records' tokens from (filled on a miss:
             ``data.token_cache``); None: each record is tokenized when first read.
@@ -93,6 +95,7 @@ class VLMDataModule(L.LightningDataModule):
         batch_size: int,
         seed: int = 0,
         group_by_length: bool = False,
+        group_by_modality: bool = False,
         features: FeatureCache | None = None,
         token_cache: Path | None = None,
     ):
@@ -107,6 +110,7 @@ class VLMDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.seed = seed
         self.group_by_length = group_by_length
+        self.group_by_modality = group_by_modality
         self.features = features
         self.token_cache = token_cache
         self.train_set: LlavaDataset | None = None
@@ -142,6 +146,13 @@ class VLMDataModule(L.LightningDataModule):
         if self.train_set is None:
             self.train_set = self.make_dataset(self.split)
 
+    def _lengths(self) -> list[int] | None:
+        if not self.group_by_length:
+            return None
+        if self.group_by_modality:
+            return self.train_set.modality_lengths()
+        return self.train_set.lengths()
+
     def _start_position(self, batch_size: int, world_size: int) -> int:
         """First stream position of the next step: Lightning has restored ``global_step`` from
         the checkpoint before it asks for or iterates the loader; 0 without a trainer."""
@@ -172,7 +183,7 @@ class VLMDataModule(L.LightningDataModule):
             len(self.train_set), batch_size, self.seed,
             start_position=lambda: self._start_position(batch_size, world_size),
             rank=rank, world_size=world_size,
-            lengths=self.train_set.lengths() if self.group_by_length else None,
+            lengths=self._lengths(),
             accumulation=trainer.accumulate_grad_batches if trainer else 1,
         )  # fmt: skip
         return PositionLoader(

@@ -88,6 +88,11 @@ class LlavaDataset(Dataset):
             for rec in self.records
         ]
 
+    def modality_lengths(self) -> list[int]:
+        """``lengths`` negated for text-only records (LLaVA's modality lengths)."""
+        return [n if rec.get("image") is not None else -n
+                for n, rec in zip(self.lengths(), self.records, strict=True)]  # fmt: skip
+
     def token_lengths(self) -> list[int]:
         """Each record's exact length in tokens (without a token table, tokenizes every record:
         seconds per 10k)."""

@@ -54,6 +54,9 @@ def epoch_permutation(
         lengths: Each record's length: then every run of ``step_size`` positions holds records
             of similar length (transformers' length grouping: sorted within random groups of
             up to 50 steps), the steps in random order, the one with the longest record first.
+            Negative lengths mark text-only records (LLaVA's modality lengths): image and
+            text-only records are then grouped apart and share only one step per pass, the
+            one made of both groups' remainders.
         step_size: Positions per global step (with ``lengths``).
 
     Returns:
@@ -64,7 +67,7 @@ def epoch_permutation(
         return torch.randperm(num_records, generator=generator)
     if len(lengths) != num_records:
         raise ValueError(f"{len(lengths)} lengths for {num_records} records")
-    order = torch.tensor(get_length_grouped_indices(list(lengths), step_size, generator=generator))
+    order = torch.tensor(_grouped(list(lengths), step_size, generator))
     # The library sorts each group of steps longest first, a sawtooth of sequence length over
     # a stage's steps; a random order of the full steps after the first (the one holding the
     # longest record, so that memory runs out at step 1 if at all) removes it.
@@ -75,6 +78,22 @@ def epoch_permutation(
                               1 + torch.randperm(n_steps - 1, generator=generator)])  # fmt: skip
         order = torch.cat([steps[shuffled].reshape(-1), order[n_steps * step_size :]])
     return order
+
+
+def _grouped(lengths: list[int], step_size: int, generator: torch.Generator) -> list[int]:
+    """Length-grouped order; with signed lengths, image (> 0) and text-only (< 0) records in
+    steps of their own, the two remainders together at the end (LLaVA's modality grouping)."""
+    if all(n > 0 for n in lengths) or all(n < 0 for n in lengths):
+        return get_length_grouped_indices([abs(n) for n in lengths], step_size, generator=generator)
+    order, rest = [], []
+    for group in ([i for i, n in enumerate(lengths) if n > 0],
+                  [i for i, n in enumerate(lengths) if n < 0]):  # fmt: skip
+        grouped = get_length_grouped_indices([abs(lengths[i]) for i in group], step_size,
+                                             generator=generator)  # fmt: skip
+        full = len(group) // step_size * step_size
+        order += [group[j] for j in grouped[:full]]
+        rest += [group[j] for j in grouped[full:]]
+    return order + rest
 
 
 def record_at(
@@ -191,7 +210,9 @@ class PositionLoader(DataLoader):
             raise TypeError(f"PositionLoader needs a PositionSampler, got {type(sampler).__name__}")
         return {"seed": sampler.seed, "num_records": sampler.num_records,
                 "step_size": sampler.step_size,
-                "grouped_by_length": int(sampler.lengths is not None),
+                # 0: random, 1: by length, 2: by length and modality (negative lengths)
+                "grouped_by_length": 0 if sampler.lengths is None
+                else 1 + any(n < 0 for n in sampler.lengths),
                 "accumulation": sampler.accumulation}  # fmt: skip
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:

@@ -30,7 +30,8 @@ DISPLAY_ONLY_TRAINER_KEYS = ("log_every_n_steps", "enable_progress_bar", "enable
 # Options that enter a key only when set: at their default they compute what the stages made
 # before the options existed, whose keys must not change (a compiled LM or another attention
 # kernel rounds differently, so they count when set).
-KEYED_WHEN_SET = {"compile": False, "attn_implementation": None, "fused": None}
+KEYED_WHEN_SET = {"compile": False, "attn_implementation": None, "fused": None,
+                  "group_by_modality": False}  # fmt: skip
 DATA_KEYED_WHEN_SET = {"image_dirs": {}, "on_error": "error", "too_long": "error"}
 # Stage options that change memory and time, never the result (activations recomputed).
 RESOURCE_ONLY_STAGE_KEYS = ("gradient_checkpointing",)

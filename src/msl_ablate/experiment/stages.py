@@ -84,6 +84,7 @@ def fit_stage(
         cfg.data, resolve_data_root(cfg.data, cfg.paths.data_dir), stage.split,
         vlm.lm.tokenizer, vlm.vision.image_transform, vlm.num_image_tokens, max_length,
         stage.batch_size, seed=cfg.seed, group_by_length=stage.group_by_length,
+        group_by_modality=stage.group_by_modality,
         features=features,
         token_cache=Path(cfg.paths.cache_dir) if cfg.data.token_cache else None,
     )  # fmt: skip

@@ -112,3 +112,27 @@ def test_a_changed_grouping_refuses_to_resume():
     plain = PositionLoader(list(range(8)), batch_size=2, sampler=PositionSampler(8, 2, 0))
     with pytest.raises(RuntimeError, match="grouped_by_length 1 -> 0"):
         plain.load_state_dict(grouped.state_dict())
+
+
+def test_modality_grouping_keeps_text_only_records_in_steps_of_their_own():
+    import random
+
+    draw = random.Random(1)
+    n, step = 1000, 16
+    # About 3% text-only (negative lengths), as in LLaVA's 665k mix.
+    lengths = [(-1 if draw.random() < 0.03 else 1) * draw.randint(20, 200) for _ in range(n)]
+    order = epoch_permutation(5, 0, n, lengths, step).tolist()
+    assert sorted(order) == list(range(n))
+    assert order == epoch_permutation(5, 0, n, lengths, step).tolist()
+    steps = [order[i : i + step] for i in range(0, n, step)]
+    mixed = [s for s in steps if len({lengths[r] > 0 for r in s}) > 1]
+    # One step at most holds both kinds: the two groups' remainders, together.
+    assert len(mixed) <= 1
+    text_steps = [s for s in steps if all(lengths[r] < 0 for r in s)]
+    assert len(text_steps) == sum(n < 0 for n in lengths) // step > 0
+    # Without the sign the text-only records are spread over many steps.
+    plain = epoch_permutation(5, 0, n, [abs(x) for x in lengths], step).tolist()
+    spread = [plain[i : i + step] for i in range(0, n, step)]
+    assert sum(len({lengths[r] > 0 for r in s}) > 1 for s in spread) > 5
+    loader = PositionSampler(n, step, 5, lengths=lengths)
+    assert list(loader)[:step] == [record_at(5, p, n, lengths, step) for p in range(step)]
