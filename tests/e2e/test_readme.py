@@ -45,6 +45,9 @@ COMMANDS = {
     "--predictions answers.jsonl": "ok",
     ".venv/bin/msl-ablate results": "ok",
     ".venv/bin/msl-ablate cache info": "ok",
+    # generates the demo-sized data set and tokenizes it (~30 s); tests/unit/data/test_records.py
+    # checks a file in the released layout
+    ".venv/bin/msl-ablate data check preset=demo": "slow",
     ".venv/bin/msl-ablate train -m --config-dir sweeps --config-name demo_projector": "slow",
     # generates the demo-sized data set (~30 s); the status command itself is a fast e2e test
     ".venv/bin/msl-ablate status --config-dir sweeps --config-name demo_projector": "slow",
