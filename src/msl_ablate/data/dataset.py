@@ -72,7 +72,6 @@ class LlavaDataset(Dataset):
         self.keep_tokens = keep_tokens
         self.table = tokens
         self.too_long = too_long
-        self.image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         self._digests: dict[Path, str] = {}  # the feature cache's key of each image
 
     def __len__(self) -> int:
@@ -157,7 +156,7 @@ class LlavaDataset(Dataset):
         )
         if self.too_long == "error":
             raise DataError(f"{where} (data.too_long=truncate cuts such records' text)")
-        image_at = np.flatnonzero(ids == self.image_id)
+        image_at = np.flatnonzero(ids == self.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN))
         if len(image_at) and image_at[-1] >= self.max_length:
             raise DataError(f"{where}, and truncating would cut its image tokens")
         return tokens
