@@ -3,7 +3,7 @@
 Usage::
 
     msl-ablate score BENCHMARK --annotations PATH --predictions PATH [--split SPLIT]
-                     [--output metrics.json]
+                     [--questions PATH] [--output metrics.json]
 
 Prints the metrics as JSON (indent 2, sorted keys). Bad input files give one error line on
 stderr naming the file, line and id, and exit code 2. Also runnable as
@@ -41,6 +41,14 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         "--split",
         help=f"split to score (only {', '.join(sorted(with_split))}; sqa_img default: test)",
     )
+    with_questions = [
+        n for n, f in SCORERS.items() if "questions" in inspect.signature(f).parameters
+    ]
+    parser.add_argument(
+        "--questions", type=Path,
+        help=f"LLaVA's question file, whose ids the answer file uses (only "
+        f"{', '.join(sorted(with_questions))}: e.g. llava_pope_test.jsonl)",
+    )  # fmt: skip
     parser.add_argument("--output", type=Path, help="also write the metrics JSON here")
     return parser
 
@@ -54,7 +62,8 @@ def run_score(args: argparse.Namespace) -> int:
     Returns:
         0 on success, 2 on bad input (message on stderr).
     """
-    options = {} if args.split is None else {"split": args.split}
+    options = {k: v for k, v in (("split", args.split), ("questions", args.questions))
+               if v is not None}  # fmt: skip
     try:
         metrics = score(args.benchmark, args.annotations, args.predictions, **options)
     except (ValueError, OSError) as err:

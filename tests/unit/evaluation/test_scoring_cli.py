@@ -65,6 +65,8 @@ def test_cli_usage_errors_exit_2(
     base = ["--annotations", str(ann), "--predictions", str(preds)]
     assert main(["gqa", *base, "--split", "val"]) == 2  # gqa has no splits
     assert "takes no option(s) ['split']" in capsys.readouterr().err
+    assert main(["gqa", *base, "--questions", str(ann)]) == 2  # nor a LLaVA question file
+    assert "takes no option(s) ['questions']" in capsys.readouterr().err
     assert main(["nope", *base]) == 2
     assert main(["gqa", "--annotations", str(tmp_path / "missing.json"), "--predictions",
                  str(preds)]) == 2  # fmt: skip

@@ -170,3 +170,49 @@ def test_mme_round_trip_perfect(tmp_path: Path) -> None:
     assert m["perception"] == 400.0 and m["cognition"] == 200.0
     assert all(m[f"{c}/acc_plus"] == 100.0 for c in ("color", "scene", "numerical_calculation"))
     assert m["n_missing"] == 0
+
+
+def test_pope_scores_llavas_own_answer_file_through_its_question_file(tmp_path: Path) -> None:
+    # As LLaVA ships them: coco_pope_<split>.json (ids restart per split), and one question
+    # file with the prompt suffix in `text`, its own ids and the split as `category`; the
+    # answer file model_vqa_loader.py writes carries those ids, in any order.
+    ann = tmp_path / "coco"
+    ann.mkdir()
+    pope_rows = {"adversarial": [("a.jpg", "Is there a dog in the imange?", "yes"),
+                                 ("a.jpg", "Is there a cat in the imange?", "no")],
+                 "random": [("b.jpg", "Is there a dog in the imange?", "no"),
+                            ("c.jpg", "Is there a dog in the imange?", "yes")]}  # fmt: skip
+    questions, answers = [], []
+    for offset, (split, rows) in zip((0, 10_000_000), pope_rows.items(), strict=True):
+        lines = [json.dumps({"question_id": i + 1, "image": im, "text": q, "label": lab})
+                 for i, (im, q, lab) in enumerate(rows)]  # fmt: skip
+        (ann / f"coco_pope_{split}.json").write_text("\n".join(lines) + "\n")
+        for i, (image, text, label) in enumerate(rows):
+            qid = offset + i + 1
+            questions.append(
+                {
+                    "question_id": qid,
+                    "image": image,
+                    "category": split,
+                    "text": f"{text}\nAnswer the question using a single word or phrase.",
+                }
+            )
+            answers.append({"question_id": qid, "prompt": questions[-1]["text"],
+                            "text": "Yes" if label == "yes" else "No", "answer_id": "x",
+                            "model_id": "llava-v1.5-7b", "metadata": {}})  # fmt: skip
+    answers[1]["text"] = "Yes"  # one wrong: a false positive in adversarial
+    qfile, afile = tmp_path / "llava_pope_test.jsonl", tmp_path / "answers.jsonl"
+    qfile.write_text("".join(json.dumps(q) + "\n" for q in questions))
+    afile.write_text("".join(json.dumps(a) + "\n" for a in reversed(answers)))
+
+    m = pope.score_pope(ann, afile, questions=qfile)
+
+    assert m["random/accuracy"] == 100.0 and m["adversarial/accuracy"] == 50.0
+    assert m["adversarial/precision"] == 50.0 and m["n_missing"] == 0
+    # Without the question file the ids mean nothing to the scorer, and it says so.
+    with pytest.raises(ValueError, match="matches no question"):
+        pope.score_pope(ann, afile)
+    questions[0]["text"] = "Is there a bird?\nAnswer the question using a single word or phrase."
+    qfile.write_text("".join(json.dumps(q) + "\n" for q in questions))
+    with pytest.raises(ValueError, match="question_id '1': no question of coco_pope_adversarial"):
+        pope.score_pope(ann, afile, questions=qfile)

@@ -12,7 +12,13 @@ splits are unknown ids (use the directory and ``split=`` to score one split of a
 file). Question ids restart in every split, so
 
 **predictions** are one LLaVA answer file for all splits whose ``question_id`` is
-``"<split>/<question_id>"`` (see :func:`pope_question_id`), e.g. ``"adversarial/17"``.
+``"<split>/<question_id>"`` (see :func:`pope_question_id`), e.g. ``"adversarial/17"``; or, with
+``questions=`` LLaVA's question file (``llava_pope_test.jsonl``: ``question_id``, ``image``,
+``text`` with the prompt suffix, ``category`` = the split), the answer file LLaVA's
+``model_vqa_loader.py`` writes for it, whose ids are that file's. Each of its questions is
+matched to the split's question by image and text (the suffix after the first newline
+dropped), not by line position as LLaVA's ``eval_pope.py`` does, so the answers' order does
+not matter.
 
 Parsing follows LLaVA's ``eval_pope.py``: keep the text before the first ``.``, drop commas,
 split on spaces; if ``No``, ``no`` or ``not`` is a word the answer is "no", otherwise "yes".
@@ -38,7 +44,7 @@ from msl_ablate.evaluation.scoring.files import (
     write_jsonl,
 )
 from msl_ablate.evaluation.scoring.metrics import Unit, coverage
-from msl_ablate.evaluation.scoring.predictions import load_predictions
+from msl_ablate.evaluation.scoring.predictions import Predictions, load_predictions
 
 FILE_PREFIX = "coco_pope_"
 SPLITS = ("adversarial", "popular", "random")
@@ -128,8 +134,47 @@ def binary_metrics(labels: list[str], preds: list[str | None]) -> dict[str, floa
     }
 
 
+def _llava_answers(preds: Predictions, questions: Path, files: dict[str, Path]) -> Predictions:
+    """An answer file keyed by LLaVA's question ids, re-keyed ``"<split>/<question_id>"``."""
+    asked: dict[str, tuple[str, str, str]] = {}
+    for lineno, obj in iter_jsonl(questions):
+        where = f"{questions}:{lineno}"
+        qid = as_question_id(require(obj, "question_id", where), where)
+        fields = [str(require(obj, key, f"{where}: question_id {qid!r}"))
+                  for key in ("category", "image", "text")]  # fmt: skip
+        asked[qid] = (fields[0], fields[1], fields[2].split("\n")[0].strip())
+    keys: dict[str, dict[tuple[str, str], str]] = {}
+    for name, path in files.items():
+        keys[name] = {}
+        for lineno, obj in iter_jsonl(path):
+            where = f"{path}:{lineno}"
+            qid = as_question_id(require(obj, "question_id", where), where)
+            image, text = (str(require(obj, k, where)) for k in ("image", "text"))
+            keys[name][image, text.strip()] = qid
+    out = Predictions(path=preds.path)
+    for qid, text in preds.texts.items():
+        where = f"{preds.path}:{preds.lines[qid]}: question_id {qid!r}"
+        if qid not in asked:
+            raise ValueError(f"{where} is not a question of {questions}")
+        split, image, question = asked[qid]
+        if split not in keys:
+            raise ValueError(f"{where}: category {split!r} has no {FILE_PREFIX}{split}.json in "
+                             f"the annotations ({sorted(keys)})")  # fmt: skip
+        pope_qid = keys[split].get((image, question))
+        if pope_qid is None:
+            raise ValueError(f"{where}: no question of {FILE_PREFIX}{split}.json asks "
+                             f"{question!r} about {image}")  # fmt: skip
+        ours = pope_question_id(split, pope_qid)
+        out.texts[ours], out.lines[ours] = text, preds.lines[qid]
+    return out
+
+
 def pope_units(
-    annotations: Path | str, predictions: Path | str, *, split: str | None = None
+    annotations: Path | str,
+    predictions: Path | str,
+    *,
+    split: str | None = None,
+    questions: Path | str | None = None,
 ) -> list[Unit]:
     """One unit per question: its split, label and parsed answer (None without an answer).
 
@@ -139,6 +184,8 @@ def pope_units(
     files = _split_files(Path(annotations))
     labels = {name: read_pope_split(path) for name, path in files.items()}
     preds = load_predictions(predictions)
+    if questions is not None:
+        preds = _llava_answers(preds, Path(questions), files)
     known = {pope_question_id(s, q) for s, split_labels in labels.items() for q in split_labels}
     preds.check_known(known, expected="'<split>/<question_id>' with split in " + str(sorted(files)))
     if split is not None and split not in labels:
@@ -175,14 +222,21 @@ def pope_metrics(units: list[Unit]) -> dict[str, float | int]:
 
 
 def score_pope(
-    annotations: Path | str, predictions: Path | str, *, split: str | None = None
+    annotations: Path | str,
+    predictions: Path | str,
+    *,
+    split: str | None = None,
+    questions: Path | str | None = None,
 ) -> dict[str, float | int]:
     """Score a POPE answer file.
 
     Args:
         annotations: Directory of ``coco_pope_<split>.json`` files, or one such file.
-        predictions: LLaVA answer file with ids ``"<split>/<question_id>"``.
+        predictions: LLaVA answer file with ids ``"<split>/<question_id>"`` (or, with
+            ``questions``, the ids of that question file).
         split: Score only this split (answers for the other splits are ignored).
+        questions: LLaVA's POPE question file (``llava_pope_test.jsonl``), whose ids the
+            answer file uses.
 
     Returns:
         ``<split>/<metric>`` and ``<split>/n_questions`` per split, the unprefixed average of
@@ -191,7 +245,7 @@ def score_pope(
     Raises:
         ValueError: On malformed files, an unknown split, or a prediction for an unknown id.
     """
-    return pope_metrics(pope_units(annotations, predictions, split=split))
+    return pope_metrics(pope_units(annotations, predictions, split=split, questions=questions))
 
 
 def pope_headline(columns: Mapping[str, np.ndarray]) -> float:
