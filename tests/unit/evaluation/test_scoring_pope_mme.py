@@ -216,3 +216,41 @@ def test_pope_scores_llavas_own_answer_file_through_its_question_file(tmp_path: 
     qfile.write_text("".join(json.dumps(q) + "\n" for q in questions))
     with pytest.raises(ValueError, match="question_id '1': no question of coco_pope_adversarial"):
         pope.score_pope(ann, afile, questions=qfile)
+
+
+def test_mme_scores_llavas_answer_file_against_the_released_folder(tmp_path: Path) -> None:
+    # MME_Benchmark_release_version: a category with images/ + questions_answers_YN/, one with
+    # the image and its questions side by side; LLaVA's answers name the image path, twice.
+    root = tmp_path / "MME_Benchmark_release_version"
+    (root / "artwork" / "images").mkdir(parents=True)
+    (root / "artwork" / "questions_answers_YN").mkdir()
+    (root / "code_reasoning").mkdir()
+    (root / "artwork" / "images" / "14777.jpg").write_bytes(b"jpg")
+    (root / "code_reasoning" / "0020.png").write_bytes(b"png")
+    suffix = " Please answer yes or no."
+    (root / "artwork" / "questions_answers_YN" / "14777.txt").write_text(
+        f"Is this artwork created by Bosch?{suffix}\tYes\n"
+        f"Is this artwork created by Rubens?{suffix}\tNo\n"
+    )
+    (root / "code_reasoning" / "0020.txt").write_text(
+        f"Is a python code shown in the picture?{suffix}\tYes\n"
+        f"Is a c++ code shown in the picture?{suffix}\tNo\n"
+    )
+    llava = "\nAnswer the question using a single word or phrase."
+    answers = [("code_reasoning/0020.png", "Is a c++ code shown in the picture?", "No"),
+               ("artwork/images/14777.jpg", "Is this artwork created by Bosch?", "Yes"),
+               ("artwork/images/14777.jpg", "Is this artwork created by Rubens?", "Yes"),
+               ("code_reasoning/0020.png", "Is a python code shown in the picture?", "Yes")]  # fmt: skip
+    afile = tmp_path / "llava-v1.5-7b.jsonl"
+    afile.write_text("".join(json.dumps({"question_id": q, "prompt": p + llava, "text": t,
+                                         "answer_id": "x", "model_id": "m", "metadata": {}}) + "\n"
+                             for q, p, t in answers))  # fmt: skip
+
+    m = mme.score_mme(root, afile)
+
+    assert m["artwork/acc"] == 50.0 and m["artwork/acc_plus"] == 0.0
+    assert m["code_reasoning/score"] == 200.0 and m["cognition"] == 200.0
+    assert m["perception"] == 50.0 and m["n_missing"] == 0
+    afile.write_text(afile.read_text().replace("Is a c++ code", "Is a java code"))
+    with pytest.raises(ValueError, match="'code_reasoning/0020.png': the prompt 'Is a java code"):
+        mme.score_mme(root, afile)

@@ -8,6 +8,16 @@ every image has exactly two questions.
 ``"<category>/<image_name>/<k>"`` where ``k`` (0 or 1) is the position of the question among that
 image's questions in file order; build it with :func:`mme_question_id`.
 
+Or, as LLaVA evaluates MME: the annotations are the released benchmark folder
+(``MME_Benchmark_release_version``: per category either ``images/`` with
+``questions_answers_YN/<image stem>.txt``, or the images and their ``.txt`` side by side; each
+``.txt`` two lines ``question<TAB>Yes|No``), and the predictions are the answer file LLaVA's
+``model_vqa_loader.py`` writes for ``llava_mme.jsonl``: ``question_id`` is the image's path in
+the folder (``code_reasoning/0020.png``, ``artwork/images/14777.jpg``), the same for both
+questions of an image, and ``prompt`` the question with LLaVA's suffix. Each answer is matched
+to its image's question by the prompt's first line, the released question without its
+" Please answer yes or no." (what LLaVA's ``convert_answer_to_mme.py`` does).
+
 Metrics follow MME's ``calculation.py``: per category ``acc`` (per question), ``acc_plus``
 (images with both questions right) and ``score = acc + acc_plus`` (percent, max 200);
 ``perception`` / ``cognition`` sum the scores of those categories present (key omitted when none
@@ -23,9 +33,16 @@ from typing import Any
 
 import numpy as np
 
-from msl_ablate.evaluation.scoring.files import percent, read_text, require, write_text_atomic
+from msl_ablate.evaluation.scoring.files import (
+    as_question_id,
+    iter_jsonl,
+    percent,
+    read_text,
+    require,
+    write_text_atomic,
+)
 from msl_ablate.evaluation.scoring.metrics import Unit
-from msl_ablate.evaluation.scoring.predictions import load_predictions
+from msl_ablate.evaluation.scoring.predictions import Predictions, load_predictions
 
 PERCEPTION = (
     "existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark",
@@ -92,6 +109,77 @@ def read_mme_category(path: Path | str) -> dict[str, list[str]]:
     return images
 
 
+RELEASED_SUFFIX = " Please answer yes or no."
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _question(text: str) -> str:
+    """A question as both files can be matched on: LLaVA's prompt's first line, or the
+    released question without MME's own suffix."""
+    text = text.split("\n")[0].strip()
+    return text.removesuffix(RELEASED_SUFFIX.strip()).strip()
+
+
+def read_released_mme(root: Path) -> dict[str, dict[str, list[tuple[str, str]]]]:
+    """The released benchmark folder: category -> image path (relative to ``root``, as
+    ``llava_mme.jsonl`` names it) -> its two ``(question, yes|no)``.
+
+    Raises:
+        ValueError: A question file without two ``question<TAB>Yes|No`` lines, or without its
+            image (the message names the file).
+    """
+    gold: dict[str, dict[str, list[tuple[str, str]]]] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        nested = folder / "questions_answers_YN"
+        txts = sorted(nested.glob("*.txt")) if nested.is_dir() else sorted(folder.glob("*.txt"))
+        images_at = folder / "images" if nested.is_dir() else folder
+        for txt in txts:
+            image = next((images_at / f"{txt.stem}{s}" for s in IMAGE_SUFFIXES
+                          if (images_at / f"{txt.stem}{s}").is_file()), None)  # fmt: skip
+            if image is None:
+                raise ValueError(f"{txt}: no image {txt.stem}.png/.jpg in {images_at}")
+            pairs = []
+            for lineno, line in enumerate(read_text(txt).splitlines(), start=1):
+                if not line.strip():
+                    continue
+                fields = line.rstrip("\r").split("\t")
+                if len(fields) != 2 or fields[1].strip().lower() not in ("yes", "no"):
+                    raise ValueError(f"{txt}:{lineno}: expected 'question<TAB>Yes|No'")
+                pairs.append((_question(fields[0]), fields[1].strip().lower()))
+            if len(pairs) != QUESTIONS_PER_IMAGE:
+                raise ValueError(f"{txt}: {len(pairs)} questions, expected {QUESTIONS_PER_IMAGE}")
+            gold.setdefault(folder.name, {})[image.relative_to(root).as_posix()] = pairs
+    if not gold:
+        raise ValueError(f"{root}: no category folders with question files")
+    return gold
+
+
+def _llava_answers(path: Path, gold: dict[str, dict[str, list[tuple[str, str]]]]) -> Predictions:
+    """LLaVA's MME answer file (two lines per image id), keyed ``mme_question_id``."""
+    images = {image: (cat, pairs) for cat, by_image in gold.items()
+              for image, pairs in by_image.items()}  # fmt: skip
+    out = Predictions(path=path)
+    for lineno, obj in iter_jsonl(path):
+        where = f"{path}:{lineno}"
+        qid = as_question_id(require(obj, "question_id", where), where)
+        text, prompt = (
+            require(obj, key, f"{where}: question_id {qid!r}") for key in ("text", "prompt")
+        )
+        if qid not in images:
+            raise ValueError(f"{where}: question_id {qid!r} is no image of the benchmark folder")
+        cat, pairs = images[qid]
+        asked = [k for k, (question, _) in enumerate(pairs) if question == _question(prompt)]
+        if not asked:
+            raise ValueError(f"{where}: question_id {qid!r}: the prompt {_question(prompt)!r} "
+                             "is neither of its image's questions")  # fmt: skip
+        ours = mme_question_id(cat, qid, asked[0])
+        if ours in out.texts:
+            raise ValueError(f"{where}: question_id {qid!r}: that question was answered on "
+                             f"line {out.lines[ours]} already")  # fmt: skip
+        out.texts[ours], out.lines[ours] = str(text), lineno
+    return out
+
+
 def mme_units(annotations: Path | str, predictions: Path | str) -> list[Unit]:
     """One unit per image: its category, questions asked, answered, right, and other answers.
 
@@ -102,10 +190,14 @@ def mme_units(annotations: Path | str, predictions: Path | str) -> list[Unit]:
     if not directory.is_dir():
         raise ValueError(f"{directory}: expected a directory of <category>.txt files")
     files = sorted(directory.glob("*.txt"))
-    if not files:
-        raise ValueError(f"{directory}: no <category>.txt files found")
-    gold = {path.stem: read_mme_category(path) for path in files}
-    preds = load_predictions(predictions)
+    if files:
+        gold = {path.stem: read_mme_category(path) for path in files}
+        preds = load_predictions(predictions)
+    else:  # the released benchmark folder, with LLaVA's answer file
+        released = read_released_mme(directory)
+        gold = {cat: {image: [answer for _, answer in pairs] for image, pairs in by_image.items()}
+                for cat, by_image in released.items()}  # fmt: skip
+        preds = _llava_answers(Path(predictions), released)
     known = {
         mme_question_id(cat, image, k)
         for cat, images in gold.items()
