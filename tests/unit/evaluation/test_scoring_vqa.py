@@ -132,3 +132,32 @@ def test_malformed_annotations_name_file_and_question(tmp_path: Path) -> None:
     ann.write_text('{"annotations": [\n  {"question_id": 1,,}\n]}')
     with pytest.raises(ValueError, match=r"ann\.json:2: invalid JSON"):
         score_vqav2(ann, preds)
+
+
+def test_textvqa_scores_llavas_answer_file_keyed_by_image(tmp_path: Path) -> None:
+    # LLaVA's llava_textvqa_val_v051_ocr.jsonl names questions by their image's id (two about
+    # one image here); its answer file carries that id and the prompt with the OCR tokens.
+    ann = write_textvqa(tmp_path / "TextVQA_0.5.1_val.json", [
+        {"question_id": 34602, "image_id": "003a8ae2ef43b901", "answers": ["dakota"] * 10,
+         "question": "what is the brand of this camera?"},
+        {"question_id": 34603, "image_id": "003a8ae2ef43b901", "answers": ["nokia"] * 10,
+         "question": "what does the small white text spell?"},
+        {"question_id": 34604, "image_id": "0054c91397f2fe05", "answers": ["5"] * 10,
+         "question": "what number is on the bus?"},
+    ])  # fmt: skip
+    suffix = "Answer the question using a single word or phrase."
+    rows = [("003a8ae2ef43b901", "What does the small white text spell?", "Nokia"),
+            ("003a8ae2ef43b901", "What is the brand of this camera?", "Kodak"),
+            ("0054c91397f2fe05", "What number is on the bus?", "5")]  # fmt: skip
+    answers = tmp_path / "llava-v1.5-7b.jsonl"
+    answers.write_text("".join(json.dumps({
+        "question_id": image, "text": text, "answer_id": "x", "model_id": "m", "metadata": {},
+        "prompt": f"{question}\nReference OCR token: DAKOTA, DIGITAL\n{suffix}"}) + "\n"
+        for image, question, text in rows))  # fmt: skip
+
+    m = score_textvqa(ann, answers)
+
+    assert m["accuracy"] == pytest.approx(200 / 3) and m["n_missing"] == 0
+    answers.write_text(answers.read_text().replace("number is on", "colour is"))
+    with pytest.raises(ValueError, match="asks 'what colour is the bus\\?' about image"):
+        score_textvqa(ann, answers)

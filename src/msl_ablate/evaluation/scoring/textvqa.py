@@ -7,18 +7,29 @@ Annotation file::
                "answers": ["nokia", "nokia", ... 10 strings]}, ...]}
 
 An ``answer_type`` key is not part of the release; if present it is reported as a breakdown.
-Predictions: LLaVA answer file keyed by ``question_id``.
+Predictions: LLaVA answer file keyed by ``question_id``; or the answer file LLaVA's
+``model_vqa_loader.py`` writes for ``llava_textvqa_val_v051_ocr.jsonl``, whose ``question_id``
+is the image's id (repeated for two questions about one image): each answer is then matched to
+its question by ``(image_id, question)``, the question taken from its ``prompt`` as LLaVA's
+``eval_textvqa.py`` takes it (the line that is neither the OCR tokens nor the suffix).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from msl_ablate.evaluation.scoring.files import as_question_id, load_json, require, write_json
+from msl_ablate.evaluation.scoring.files import (
+    as_question_id,
+    iter_jsonl,
+    load_json,
+    require,
+    write_json,
+)
 from msl_ablate.evaluation.scoring.metrics import Unit, mean_metrics
-from msl_ablate.evaluation.scoring.predictions import load_predictions
+from msl_ablate.evaluation.scoring.predictions import Predictions, load_predictions
 from msl_ablate.evaluation.scoring.vqa_accuracy import (
     NUM_ANNOTATORS,
     VQAQuestion,
@@ -84,9 +95,53 @@ def score_textvqa(annotations: Path | str, predictions: Path | str) -> dict[str,
     return mean_metrics(textvqa_units(annotations, predictions))
 
 
+def prompt_question(prompt: str) -> str:
+    """The question inside a LLaVA TextVQA prompt, lowercased (LLaVA's ``prompt_processor``)."""
+    if prompt.startswith("OCR tokens: "):
+        found = re.search(r"Question: (.*?) Short answer:", prompt)
+        return (found.group(1) if found else prompt).strip().lower()
+    lines = prompt.split("\n")
+    if "Reference OCR token: " in prompt and len(lines) == 3:
+        return lines[1 if prompt.startswith("Reference OCR token") else 0].strip().lower()
+    return lines[0].strip().lower()
+
+
+def _llava_answers(path: Path, annotations: Path) -> Predictions:
+    """LLaVA's answer file (ids are image ids), re-keyed by TextVQA's question ids."""
+    records = require(load_json(annotations), "data", f"{annotations}: top level")
+    by_key = {(str(r.get("image_id")), str(r.get("question", "")).strip().lower()):
+              as_question_id(r["question_id"], str(annotations)) for r in records}  # fmt: skip
+    out = Predictions(path=path)
+    for lineno, obj in iter_jsonl(path):
+        where = f"{path}:{lineno}"
+        image = as_question_id(require(obj, "question_id", where), where)
+        text, prompt = (
+            require(obj, k, f"{where}: question_id {image!r}") for k in ("text", "prompt")
+        )
+        qid = by_key.get((image, prompt_question(str(prompt))))
+        if qid is None:
+            raise ValueError(f"{where}: no question of {annotations.name} asks "
+                             f"{prompt_question(str(prompt))!r} about image {image!r}")  # fmt: skip
+        if qid in out.texts:
+            raise ValueError(f"{where}: question {qid!r} answered on line {out.lines[qid]} already")
+        out.texts[qid], out.lines[qid] = str(text), lineno
+    return out
+
+
+def _keyed_by_image(predictions: Path, questions: list[VQAQuestion]) -> bool:
+    """Whether an answer file is LLaVA's (ids are image ids and lines carry the prompt)."""
+    known = {q.question_id for q in questions}
+    for _, obj in iter_jsonl(predictions):
+        return "prompt" in obj and str(obj.get("question_id")) not in known
+    return False
+
+
 def textvqa_units(annotations: Path | str, predictions: Path | str) -> list[Unit]:
     """One unit per question (``vqa_units``): what the paired bootstrap resamples."""
-    return vqa_units(read_textvqa_annotations(annotations), load_predictions(predictions))
+    questions = read_textvqa_annotations(annotations)
+    if _keyed_by_image(Path(predictions), questions):
+        return vqa_units(questions, _llava_answers(Path(predictions), Path(annotations)))
+    return vqa_units(questions, load_predictions(predictions))
 
 
 def write_textvqa(path: Path | str, records: Iterable[Mapping[str, Any]]) -> Path:
