@@ -126,9 +126,17 @@ def read_questions(path: Path, image_dir: Path) -> list[dict[str, Any]]:
     return questions
 
 
+def with_suffix(text: str, suffix: str) -> str:
+    """``text`` with the instruction on a line of its own, unless it ends with it already
+    (LLaVA's question files carry it in their ``text``)."""
+    if not suffix or text.rstrip().endswith(suffix.strip()):
+        return text
+    return f"{text}\n{suffix}"
+
+
 def prompt_text(question: dict[str, Any], suffix: str) -> str:
     """The user turn: the image placeholder, the question text and the instruction."""
-    text = question["text"] + (f"\n{suffix}" if suffix else "")
+    text = with_suffix(question["text"], suffix)
     return f"{IMAGE_TOKEN}\n{text}" if question.get("image") is not None else text
 
 
@@ -136,8 +144,8 @@ def _with_suffix(turns: list[dict[str, Any]], suffix: str) -> list[dict[str, Any
     """The conversation up to its last answer, the suffix added to the last human turn."""
     if turns and turns[-1].get("from") != "human":
         turns = turns[:-1]
-    if suffix and turns:
-        turns = [*turns[:-1], {**turns[-1], "value": f"{turns[-1]['value']}\n{suffix}"}]
+    if turns:
+        turns = [*turns[:-1], {**turns[-1], "value": with_suffix(turns[-1]["value"], suffix)}]
     return turns
 
 

@@ -289,3 +289,14 @@ def test_an_eval_file_without_answers_is_named_before_anything_runs(tmp_path):
         DataError, match=r"eval.split='eval': .*llava_eval.json: record q0 carries no answer"
     ):
         benchmark_specs(_llava_cfg(tmp_path, root))
+
+
+def test_the_prompt_suffix_is_never_added_twice():
+    from msl_ablate.evaluation.benchmark import prompt_text
+
+    suffix = "Answer the question using a single word or phrase."
+    # LLaVA's question files carry the suffix in `text`; ours do not.
+    for text in ("Is it overcast?", f"Is it overcast?\n{suffix}", f"Is it overcast?\n{suffix}\n"):
+        prompt = prompt_text({"text": text, "image": "n161313.jpg"}, suffix)
+        assert prompt.count(suffix) == 1 and prompt.startswith("<image>\nIs it overcast?\n")
+    assert prompt_text({"text": "Is it overcast?"}, "") == "Is it overcast?"
