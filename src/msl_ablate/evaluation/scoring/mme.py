@@ -34,15 +34,17 @@ from typing import Any
 import numpy as np
 
 from msl_ablate.evaluation.scoring.files import (
-    as_question_id,
-    iter_jsonl,
     percent,
     read_text,
     require,
     write_text_atomic,
 )
 from msl_ablate.evaluation.scoring.metrics import Unit
-from msl_ablate.evaluation.scoring.predictions import Predictions, load_predictions
+from msl_ablate.evaluation.scoring.predictions import (
+    Predictions,
+    iter_answers_with_prompts,
+    load_predictions,
+)
 
 PERCEPTION = (
     "existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark",
@@ -159,12 +161,7 @@ def _llava_answers(path: Path, gold: dict[str, dict[str, list[tuple[str, str]]]]
     images = {image: (cat, pairs) for cat, by_image in gold.items()
               for image, pairs in by_image.items()}  # fmt: skip
     out = Predictions(path=path)
-    for lineno, obj in iter_jsonl(path):
-        where = f"{path}:{lineno}"
-        qid = as_question_id(require(obj, "question_id", where), where)
-        text, prompt = (
-            require(obj, key, f"{where}: question_id {qid!r}") for key in ("text", "prompt")
-        )
+    for lineno, where, qid, text, prompt in iter_answers_with_prompts(path):
         if qid not in images:
             raise ValueError(f"{where}: question_id {qid!r} is no image of the benchmark folder")
         cat, pairs = images[qid]
@@ -176,7 +173,7 @@ def _llava_answers(path: Path, gold: dict[str, dict[str, list[tuple[str, str]]]]
         if ours in out.texts:
             raise ValueError(f"{where}: question_id {qid!r}: that question was answered on "
                              f"line {out.lines[ours]} already")  # fmt: skip
-        out.texts[ours], out.lines[ours] = str(text), lineno
+        out.texts[ours], out.lines[ours] = text, lineno
     return out
 
 

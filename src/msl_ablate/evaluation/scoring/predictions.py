@@ -10,7 +10,7 @@ they are compared as strings, so ``17`` and ``"17"`` name the same question.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +85,22 @@ def load_predictions(path: Path | str) -> Predictions:
         preds.texts[qid] = text
         preds.lines[qid] = lineno
     return preds
+
+
+def iter_answers_with_prompts(path: Path) -> Iterator[tuple[int, str, str, str, str]]:
+    """``(line, where, question_id, text, prompt)`` of each line of an answer file as LLaVA's
+    ``model_vqa*.py`` writes it (``prompt``: the question as asked), ids not yet unique: the
+    benchmarks whose LLaVA ids name an image (MME, TextVQA) match answers by their prompt.
+
+    Raises:
+        ValueError: A malformed line, or one without ``question_id``, ``text`` or ``prompt``.
+    """
+    for lineno, obj in iter_jsonl(path):
+        where = f"{path}:{lineno}"
+        qid = as_question_id(require(obj, "question_id", where), where)
+        text, prompt = (str(require(obj, key, f"{where}: question_id {qid!r}"))
+                        for key in ("text", "prompt"))  # fmt: skip
+        yield lineno, where, qid, text, prompt
 
 
 def read_predictions(path: Path | str) -> dict[str, str]:

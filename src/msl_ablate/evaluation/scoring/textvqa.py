@@ -29,7 +29,11 @@ from msl_ablate.evaluation.scoring.files import (
     write_json,
 )
 from msl_ablate.evaluation.scoring.metrics import Unit, mean_metrics
-from msl_ablate.evaluation.scoring.predictions import Predictions, load_predictions
+from msl_ablate.evaluation.scoring.predictions import (
+    Predictions,
+    iter_answers_with_prompts,
+    load_predictions,
+)
 from msl_ablate.evaluation.scoring.vqa_accuracy import (
     NUM_ANNOTATORS,
     VQAQuestion,
@@ -112,19 +116,14 @@ def _llava_answers(path: Path, annotations: Path) -> Predictions:
     by_key = {(str(r.get("image_id")), str(r.get("question", "")).strip().lower()):
               as_question_id(r["question_id"], str(annotations)) for r in records}  # fmt: skip
     out = Predictions(path=path)
-    for lineno, obj in iter_jsonl(path):
-        where = f"{path}:{lineno}"
-        image = as_question_id(require(obj, "question_id", where), where)
-        text, prompt = (
-            require(obj, k, f"{where}: question_id {image!r}") for k in ("text", "prompt")
-        )
-        qid = by_key.get((image, prompt_question(str(prompt))))
+    for lineno, where, image, text, prompt in iter_answers_with_prompts(path):
+        qid = by_key.get((image, prompt_question(prompt)))
         if qid is None:
             raise ValueError(f"{where}: no question of {annotations.name} asks "
-                             f"{prompt_question(str(prompt))!r} about image {image!r}")  # fmt: skip
+                             f"{prompt_question(prompt)!r} about image {image!r}")  # fmt: skip
         if qid in out.texts:
             raise ValueError(f"{where}: question {qid!r} answered on line {out.lines[qid]} already")
-        out.texts[qid], out.lines[qid] = str(text), lineno
+        out.texts[qid], out.lines[qid] = text, lineno
     return out
 
 
