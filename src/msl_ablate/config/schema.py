@@ -265,6 +265,9 @@ class BenchmarkConfig:
     max_new_tokens: int = 8
     options: dict[str, Any] = field(default_factory=dict)  # scorer options, e.g. {split: test}
     export: str | None = None  # also write answers for an external grader (mmvet)
+    # The question ids name an image and repeat (LLaVA's MME and TextVQA files): each question
+    # is asked on its own; the scorer tells the answers apart by their prompt.
+    repeated_ids: bool = False
 
 
 @dataclass

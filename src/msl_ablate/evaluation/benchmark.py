@@ -5,11 +5,15 @@ included. The question file is one of two LLaVA layouts (``BenchmarkSpec.format`
 
 * ``questions``: JSON lines ``{"question_id", "image", "text"}`` as LLaVA's eval scripts read
   them (``image`` is optional: text-only questions). The prompt is ``<image>\\n`` + ``text`` +
-  ``\\n`` + the spec's ``prompt_suffix``.
+  ``\\n`` + the spec's ``prompt_suffix`` (not added when ``text`` ends with it, as LLaVA's files
+  do). Where the ids name an image and repeat (``repeated_ids``: LLaVA's MME and TextVQA files),
+  each question is asked and answered on its own and the answers keep the file's ids.
 * ``conversations``: a training-style JSON list of records; the prompt is the conversation up
   to its last answer (the answer is what ``exact_match`` scores against).
 
-Answers are written as LLaVA answer files (``{"question_id", "prompt", "text"}`` per line) and
+Answers are written as LLaVA answer files (``{"question_id", "prompt", "text"}`` per line; the
+prompt as LLaVA's scripts write it: the question without ``<image>`` for ``questions``, the
+last human turn for ``conversations``) and
 scored by the benchmark's scorer from ``SCORERS``; a question without an answer is counted by
 the scorer (``n_missing``), never dropped.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 import random
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +76,7 @@ class BenchmarkSpec:
         options: Scorer keyword options (``split`` for ``pope`` and ``sqa_img``).
         export: Also write the answers in an external grader's format (a key of ``EXPORTS``).
         format: The question file's layout.
+        repeated_ids: The question ids name an image and repeat (``questions`` only).
         max_questions: Ask only the first ones (``conversations`` only; the scorer then reads
             the records asked, written to ``SUBSET_FILE``, when it reads the question file).
     """
@@ -85,15 +91,18 @@ class BenchmarkSpec:
     options: dict[str, Any] = field(default_factory=dict)
     export: str | None = None
     format: QuestionFormat = QuestionFormat.questions
+    repeated_ids: bool = False
     max_questions: int | None = None
 
 
-def read_questions(path: Path, image_dir: Path) -> list[dict[str, Any]]:
+def read_questions(path: Path, image_dir: Path, repeated_ids: bool = False) -> list[dict[str, Any]]:
     """Read a LLaVA question file strictly, checking that every image exists.
 
     Args:
         path: JSON lines with ``question_id`` and ``text`` (and usually ``image``).
         image_dir: Folder of the images.
+        repeated_ids: An id may name several questions (about one image).
+
 
     Returns:
         The question lines, in file order.
@@ -112,7 +121,7 @@ def read_questions(path: Path, image_dir: Path) -> list[dict[str, Any]]:
             text = require(obj, "text", f"{where}: question_id {qid!r}")
             if not isinstance(text, str):
                 raise DataError(f"{where}: question_id {qid!r}: 'text' must be a string")
-            if qid in seen:
+            if qid in seen and not repeated_ids:
                 raise DataError(f"{where}: duplicate question_id {qid!r} (line {seen[qid]})")
             image = obj.get("image")
             if image is not None and not (image_dir / image).is_file():
@@ -161,15 +170,17 @@ def prompt_records(spec: BenchmarkSpec) -> tuple[list[dict[str, Any]], list[dict
             record named).
     """
     if spec.format is QuestionFormat.questions:
-        prompts = [
-            {
-                "id": str(q["question_id"]),
+        prompts, seen = [], Counter()
+        for q in read_questions(spec.questions, spec.image_dir, spec.repeated_ids):
+            qid = str(q["question_id"])
+            seen[qid] += 1  # a repeated id's k-th question is asked as "<id>#<k>"
+            prompts.append({
+                "id": qid if seen[qid] == 1 else f"{qid}#{seen[qid]}",
                 "question_id": q["question_id"],
                 "image": q.get("image"),
+                "prompt": with_suffix(q["text"], spec.prompt_suffix),
                 "conversations": [{"from": "human", "value": prompt_text(q, spec.prompt_suffix)}],
-            }
-            for q in read_questions(spec.questions, spec.image_dir)
-        ]
+            })  # fmt: skip
         return prompts, []
     asked = load_records(spec.questions, spec.image_dir)[: spec.max_questions]
     prompts = [
@@ -204,6 +215,12 @@ def _file_states(path: Path | None) -> tuple:
     return tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
 
 
+def answer_line(record: dict[str, Any], text: str) -> dict[str, Any]:
+    """A line of a LLaVA answer file: the question's id, its prompt as LLaVA writes it, the text."""
+    prompt = record.get("prompt", record["conversations"][-1]["value"])
+    return {"question_id": record["question_id"], "prompt": prompt, "text": text}
+
+
 def baselines(
     spec: BenchmarkSpec, asked: list[dict[str, Any]], records: list[dict[str, Any]]
 ) -> dict[str, float]:
@@ -231,7 +248,7 @@ def _majority_baseline(
     metric = HEADLINE_METRICS[spec.scorer][0]
     best = float("-inf")
     for answer in frequent_answers(spec.scorer, annotations):
-        lines = [{"question_id": r["question_id"], "text": answer} for r in records]
+        lines = [answer_line(r, answer) for r in records]
         path = write_jsonl(out_dir / BASELINE_ANSWERS_FILE, lines)
         best = max(best, float(score(spec.scorer, annotations, path, **spec.options)[metric]))
     return {f"majority_baseline/{metric}": best}
@@ -251,11 +268,7 @@ def _chance_baseline(
     total = 0.0
     for _ in range(CHANCE_DRAWS):
         lines = [
-            {
-                "question_id": r["question_id"],
-                "text": rng.choice(pools.get(str(r["question_id"]), every)),
-            }
-            for r in records
+            answer_line(r, rng.choice(pools.get(str(r["question_id"]), every))) for r in records
         ]
         path = write_jsonl(out_dir / CHANCE_ANSWERS_FILE, lines)
         total += float(score(spec.scorer, annotations, path, **spec.options)[metric])
@@ -298,15 +311,7 @@ def evaluate_benchmark(
         for_generation=True,
     )
     answers = generate_answers(vlm, dataset, batch_size, spec.max_new_tokens, desc=spec.name)
-    lines = [
-        {
-            "question_id": r["question_id"],
-            "prompt": r["conversations"][-1]["value"],
-            "text": answers[r["id"]],
-        }
-        for r in records
-        if r["id"] in answers
-    ]
+    lines = [answer_line(r, answers[r["id"]]) for r in records if r["id"] in answers]
     if len(lines) < len(records):  # the scorer counts them as wrong (n_missing)
         log.warning(
             "Benchmark %s: %d of %d questions got no answer",

@@ -17,7 +17,7 @@ from pathlib import Path
 from msl_ablate.evaluation.scoring.files import load_json
 from msl_ablate.evaluation.scoring.gqa import read_gqa_questions
 from msl_ablate.evaluation.scoring.mmbench import read_mmbench_tsv
-from msl_ablate.evaluation.scoring.mme import mme_question_id, read_mme_category
+from msl_ablate.evaluation.scoring.mme import mme_question_id, read_mme_gold
 from msl_ablate.evaluation.scoring.pope import FILE_PREFIX, pope_question_id, read_pope_split
 from msl_ablate.evaluation.scoring.scienceqa import PROBLEMS_FILE
 from msl_ablate.evaluation.scoring.textvqa import read_textvqa_annotations
@@ -57,9 +57,9 @@ def oracle_answers(scorer: str, annotations: Path | str) -> dict[str, str]:
         }
     if scorer == "mme":
         return {
-            mme_question_id(f.stem, image, k): answer
-            for f in sorted(path.glob("*.txt"))
-            for image, answers in read_mme_category(f).items()
+            mme_question_id(category, image, k): answer
+            for category, images in read_mme_gold(path).items()
+            for image, answers in images.items()
             for k, answer in enumerate(answers)
         }
     if scorer == "sqa_img":

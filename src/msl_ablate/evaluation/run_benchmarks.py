@@ -75,6 +75,10 @@ def heldout_spec(cfg: DictConfig) -> BenchmarkSpec:
     )
 
 
+# Scorer options that name a file of the suite (resolved against its root like the files).
+FILE_OPTIONS = ("questions",)
+
+
 def suite_specs(cfg: DictConfig, names: list[str]) -> list[BenchmarkSpec]:
     """The named benchmarks of ``eval.suite``, paths resolved against the suite root."""
     if not names:
@@ -92,9 +96,10 @@ def suite_specs(cfg: DictConfig, names: list[str]) -> list[BenchmarkSpec]:
                 annotations=None if b.annotations is None else root / b.annotations,
                 prompt_suffix=b.prompt_suffix,
                 max_new_tokens=b.max_new_tokens,
-                options=dict(b.options),
+                options={k: root / v if k in FILE_OPTIONS else v for k, v in b.options.items()},
                 export=b.export,
                 format=QuestionFormat(b.format),
+                repeated_ids=b.repeated_ids,
             )
         )
     return specs

@@ -156,7 +156,10 @@ def protocol_inputs(spec: Any, cfg: DictConfig) -> dict[str, Any]:
         cfg: The root config (``eval.batch_size``, ``eval.max_length``).
     """
     options = {k: file_digest(v) if isinstance(v, Path) else v for k, v in spec.options.items()}
+    # Only when set: protocols made before the option existed keep their keys.
+    repeated = {"repeated_ids": True} if spec.repeated_ids else {}
     return {
+        **repeated,
         "scorer": spec.scorer,
         "questions_sha256": file_digest(spec.questions),
         "annotations_sha256": None if spec.annotations is None else file_digest(spec.annotations),

@@ -300,3 +300,32 @@ def test_the_prompt_suffix_is_never_added_twice():
         prompt = prompt_text({"text": text, "image": "n161313.jpg"}, suffix)
         assert prompt.count(suffix) == 1 and prompt.startswith("<image>\nIs it overcast?\n")
     assert prompt_text({"text": "Is it overcast?"}, "") == "Is it overcast?"
+
+
+def test_llavas_eval_kit_is_evaluated_and_scored_as_released(tmp_path, monkeypatch, make_cfg):
+    from tests.helpers.llava_files import RIGHT, eval_kit
+
+    root = eval_kit(tmp_path / "eval")
+    cfg = make_cfg("benchmarks=llava_eval", f"eval.suite.root={root}", "eval.split=null",
+                   "eval.benchmarks=[pope,mme,textvqa]", tiny=False)  # fmt: skip
+    asked = []
+
+    def answer(record):  # right on every question, keyed by the question asked
+        asked.append(record["id"])
+        return RIGHT[record["prompt"].split("\n")[0]]
+
+    _fake_generation(monkeypatch, answer)
+    specs = benchmark_specs(cfg)
+    metrics = evaluate_benchmarks(cfg, FAKE_VLM, specs, tmp_path / "out", "finetune")
+
+    assert metrics["finetune/pope/f1"] == 100.0 and metrics["finetune/pope/n_missing"] == 0
+    assert (
+        metrics["finetune/mme/perception"] == 200.0 and metrics["finetune/mme/cognition"] == 200.0
+    )
+    assert metrics["finetune/textvqa/accuracy"] == 100.0
+    # Repeated ids are asked one question at a time and answered under the file's own id.
+    assert "artwork/images/14777.jpg#2" in asked and "003a8ae2ef43b901#2" in asked
+    lines = [json.loads(x) for x in (tmp_path / "out/mme/answers.jsonl").read_text().splitlines()]
+    assert [x["question_id"] for x in lines][:2] == ["artwork/images/14777.jpg"] * 2
+    assert lines[0]["prompt"] == ("Is this artwork created by Bosch?\n"
+                                  "Answer the question using a single word or phrase.")  # fmt: skip

@@ -177,6 +177,23 @@ def _llava_answers(path: Path, gold: dict[str, dict[str, list[tuple[str, str]]]]
     return out
 
 
+def read_mme_gold(directory: Path) -> dict[str, dict[str, list[str]]]:
+    """Category -> image -> its two answers, from a folder of ``<category>.txt`` files or
+    from the released benchmark folder (image paths as LLaVA's question file names them).
+
+    Raises:
+        ValueError: Not a folder, or malformed files.
+    """
+    if not directory.is_dir():
+        raise ValueError(f"{directory}: expected a directory of <category>.txt files or the "
+                         "released MME_Benchmark_release_version folder")  # fmt: skip
+    files = sorted(directory.glob("*.txt"))
+    if files:
+        return {path.stem: read_mme_category(path) for path in files}
+    return {cat: {image: [answer for _, answer in pairs] for image, pairs in by_image.items()}
+            for cat, by_image in read_released_mme(directory).items()}  # fmt: skip
+
+
 def mme_units(annotations: Path | str, predictions: Path | str) -> list[Unit]:
     """One unit per image: its category, questions asked, answered, right, and other answers.
 
@@ -184,17 +201,11 @@ def mme_units(annotations: Path | str, predictions: Path | str) -> list[Unit]:
         ValueError: On malformed files or a prediction for an unknown id.
     """
     directory = Path(annotations)
-    if not directory.is_dir():
-        raise ValueError(f"{directory}: expected a directory of <category>.txt files")
-    files = sorted(directory.glob("*.txt"))
-    if files:
-        gold = {path.stem: read_mme_category(path) for path in files}
+    gold = read_mme_gold(directory)
+    if any(directory.glob("*.txt")):
         preds = load_predictions(predictions)
     else:  # the released benchmark folder, with LLaVA's answer file
-        released = read_released_mme(directory)
-        gold = {cat: {image: [answer for _, answer in pairs] for image, pairs in by_image.items()}
-                for cat, by_image in released.items()}  # fmt: skip
-        preds = _llava_answers(Path(predictions), released)
+        preds = _llava_answers(Path(predictions), read_released_mme(directory))
     known = {
         mme_question_id(cat, image, k)
         for cat, images in gold.items()
