@@ -321,11 +321,8 @@ def evaluate_benchmark(
         )
     answers_path = write_jsonl(out_dir / ANSWERS_FILE, lines)
     if spec.export is not None:
-        write_json(
-            out_dir / EXPORTS[spec.export],
-            {str(x["question_id"]): x["text"] for x in lines},
-            indent=2,
-        )
+        name, content = EXPORTS[spec.export]
+        write_json(out_dir / name, content(lines), indent=2)
     metrics: dict[str, float] = {}
     if spec.scorer is not None:
         annotations = _annotations(spec, out_dir, asked)

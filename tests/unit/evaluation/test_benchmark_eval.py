@@ -329,3 +329,18 @@ def test_llavas_eval_kit_is_evaluated_and_scored_as_released(tmp_path, monkeypat
     assert [x["question_id"] for x in lines][:2] == ["artwork/images/14777.jpg"] * 2
     assert lines[0]["prompt"] == ("Is this artwork created by Bosch?\n"
                                   "Answer the question using a single word or phrase.")  # fmt: skip
+
+
+def test_the_exports_are_the_graders_formats():
+    from msl_ablate.evaluation.scoring.benchmarks import EXPORTS
+
+    lines = [{"question_id": 262144000, "text": "Two dogs."}, {"question_id": "7", "text": "Yes"}]
+    name, content = EXPORTS["vqav2_upload"]
+    assert name == "vqav2_upload.json"
+    assert content(lines) == [{"question_id": 262144000, "answer": "2 dogs"},
+                              {"question_id": 7, "answer": "yes"}]  # fmt: skip
+    _, mmvet = EXPORTS["mmvet"]  # LLaVA numbers MM-Vet's questions; its grader wants v1_<n>
+    assert mmvet([{"question_id": 0, "text": "x"}, {"question_id": "v1_3", "text": "y"}]) == {
+        "v1_0": "x",
+        "v1_3": "y",
+    }

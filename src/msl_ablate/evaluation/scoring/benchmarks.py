@@ -29,6 +29,7 @@ from msl_ablate.evaluation.scoring.gqa import gqa_units, score_gqa
 from msl_ablate.evaluation.scoring.metrics import Unit, mean_headline, mean_metrics
 from msl_ablate.evaluation.scoring.mmbench import mmbench_metrics, mmbench_units, score_mmbench
 from msl_ablate.evaluation.scoring.mme import mme_headline, mme_metrics, mme_units, score_mme
+from msl_ablate.evaluation.scoring.normalize import normalize_answer
 from msl_ablate.evaluation.scoring.pope import (
     pope_headline,
     pope_metrics,
@@ -74,8 +75,27 @@ HEADLINES_FROM_UNITS: dict[str, Callable[[Mapping[str, np.ndarray]], float]] = {
     "pope": pope_headline,
     "mme": mme_headline,
 }
-# External graders' answer formats: name -> file written next to the answer file.
-EXPORTS = {"mmvet": "mmvet_answers.json"}  # MM-Vet's grader reads {question_id: answer}
+
+
+def _mmvet(lines: list[dict[str, Any]]) -> dict[str, str]:
+    # MM-Vet's grader reads {"v1_<n>": answer}; LLaVA's question file numbers them n.
+    return {(str(x["question_id"]) if str(x["question_id"]).startswith("v1_")
+             else f"v1_{x['question_id']}"): x["text"] for x in lines}  # fmt: skip
+
+
+def _vqav2_upload(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # EvalAI's VQAv2 upload: [{"question_id": int, "answer": processed}], as LLaVA's
+    # convert_vqav2_for_submission.py writes it (with the EvalAI answer processing).
+    return [{"question_id": int(q) if str(q := x["question_id"]).isdigit() else q,
+             "answer": normalize_answer(x["text"])} for x in lines]  # fmt: skip
+
+
+# External graders' answer formats: name -> (file written next to the answer file, its
+# content from the answer lines).
+EXPORTS: dict[str, tuple[str, Callable[[list[dict[str, Any]]], Any]]] = {
+    "mmvet": ("mmvet_answers.json", _mmvet),
+    "vqav2_upload": ("vqav2_upload.json", _vqav2_upload),
+}
 
 
 def option_problem(benchmark: str, options: dict[str, Any]) -> str | None:
