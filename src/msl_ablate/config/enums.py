@@ -58,6 +58,8 @@ class QuestionFormat(str, Enum):
 
     questions = "questions"  # LLaVA eval questions: JSON lines {question_id, image, text}
     conversations = "conversations"  # LLaVA training records: a JSON list with conversations
+    # MMBench's released TSV: index, hint, question, options A-D, answer, base64 image
+    mmbench_tsv = "mmbench_tsv"
 
 
 def uses_qlora(strategy) -> bool:

@@ -20,6 +20,8 @@ the scorer (``n_missing``), never dropped.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import random
 import tempfile
 import time
@@ -44,8 +46,10 @@ from msl_ablate.evaluation.scoring.files import (
     write_jsonl,
 )
 from msl_ablate.evaluation.scoring.metrics import UNITS_FILE
+from msl_ablate.evaluation.scoring.mmbench import present_options, read_mmbench_rows
 from msl_ablate.models.vlm import VisionLanguageModel
 from msl_ablate.utils.errors import DataError
+from msl_ablate.utils.files import atomic_path
 from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -158,8 +162,45 @@ def _with_suffix(turns: list[dict[str, Any]], suffix: str) -> list[dict[str, Any
     return turns
 
 
-def prompt_records(spec: BenchmarkSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def mmbench_prompts(spec: BenchmarkSpec, image_out: Path | None) -> list[dict[str, Any]]:
+    """MMBench's TSV rows as prompts, built as LLaVA's ``model_vqa_mmbench.py`` builds them:
+    the hint (if any) and the question, then one ``<letter>. <option>`` line per option, then
+    the suffix; each row's base64 image decoded into ``image_out`` (None: not decoded, for
+    counting)."""
+    prompts = []
+    for where, row in read_mmbench_rows(spec.questions):
+        index = row["index"]
+        hint = (row.get("hint") or "").strip()
+        text = row["question"] if hint in ("", "nan", "none") else f"{hint}\n{row['question']}"
+        text += "".join(f"\n{k}. {v}" for k, v in present_options(row).items())
+        image = None
+        if row.get("image") and image_out is not None:
+            image = image_out / f"{index}.jpg"  # PIL reads it by its content, whatever it is
+            if not image.is_file():  # written whole or not at all: a later run reuses it
+                try:
+                    data = base64.b64decode(row["image"], validate=True)
+                except binascii.Error as err:
+                    raise DataError(
+                        f"{where}: index {index}: 'image' is not base64 ({err})"
+                    ) from None
+                with atomic_path(image) as tmp:
+                    tmp.write_bytes(data)
+        question = {"question_id": int(index), "text": text, "image": image}
+        prompts.append({"id": index, "question_id": int(index), "image": image,
+                        "prompt": with_suffix(text, spec.prompt_suffix),
+                        "conversations": [{"from": "human",
+                                           "value": prompt_text(question, spec.prompt_suffix)}]})  # fmt: skip
+    return prompts
+
+
+def prompt_records(
+    spec: BenchmarkSpec, image_out: Path | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The benchmark's prompts as LLaVA records (``id``, ``image``, ``conversations``).
+
+    Args:
+        spec: The benchmark.
+        image_out: Where ``mmbench_tsv`` questions' images are decoded to (None: not decoded).
 
     Returns:
         The prompt records, and the records of the question file they were made from (the
@@ -169,6 +210,11 @@ def prompt_records(spec: BenchmarkSpec) -> tuple[list[dict[str, Any]], list[dict
         FileNotFoundError, DataError: Missing or malformed question files (file, line or
             record named).
     """
+    if spec.format is QuestionFormat.mmbench_tsv:
+        try:
+            return mmbench_prompts(spec, image_out), []
+        except ValueError as err:
+            raise DataError(str(err)) from None
     if spec.format is QuestionFormat.questions:
         prompts, seen = [], Counter()
         for q in read_questions(spec.questions, spec.image_dir, spec.repeated_ids):
@@ -300,7 +346,7 @@ def evaluate_benchmark(
         FileNotFoundError, DataError: Missing or malformed benchmark files.
     """
     start = time.perf_counter()
-    records, asked = prompt_records(spec)
+    records, asked = prompt_records(spec, out_dir / "images")
     dataset = LlavaDataset(
         records,
         spec.image_dir,

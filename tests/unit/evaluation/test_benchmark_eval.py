@@ -344,3 +344,44 @@ def test_the_exports_are_the_graders_formats():
         "v1_0": "x",
         "v1_3": "y",
     }
+
+
+def test_mmbench_is_evaluated_from_its_released_tsv(tmp_path, monkeypatch):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from msl_ablate.config.enums import QuestionFormat
+    from msl_ablate.evaluation.benchmark import BenchmarkSpec
+
+    def b64(colour: str) -> str:
+        buffer = io.BytesIO()
+        Image.new("RGB", (16, 16), colour).save(buffer, format="JPEG")
+        return base64.b64encode(buffer.getvalue()).decode()
+
+    header = ["index", "question", "hint", "A", "B", "C", "D", "answer", "category",
+              "source", "l2-category", "comment", "split", "image"]  # fmt: skip
+    rows = [["241", "Which colour is the square?", "nan", "red", "blue", "nan", "nan", "A",
+             "attribute", "x", "fine", "nan", "dev", b64("red")],
+            ["242", "What is shown?", "A plain canvas.", "a dog", "a square", "a tree", "nan",
+             "B", "object", "x", "coarse", "nan", "dev", b64("blue")]]  # fmt: skip
+    tsv = tmp_path / "mmbench_dev_20230712.tsv"
+    tsv.write_text("\n".join("\t".join(r) for r in [header, *rows]) + "\n")
+    suffix = "Answer with the option's letter from the given choices directly."
+    spec = BenchmarkSpec(name="mmbench", scorer="mmbench", questions=tsv, image_dir=tmp_path,
+                         annotations=tsv, prompt_suffix=suffix, max_new_tokens=4,
+                         format=QuestionFormat.mmbench_tsv)  # fmt: skip
+    prompts = []
+    _fake_generation(monkeypatch, lambda r: prompts.append(r["prompt"]) or
+                     {"241": "A", "242": "B"}[r["id"]])  # fmt: skip
+    metrics = evaluate_benchmark(FAKE_VLM, spec, tmp_path / "out", "finetune/mmbench", 8, 256)
+
+    assert metrics["finetune/mmbench/circular_accuracy"] == 100.0
+    assert metrics["finetune/mmbench/n_missing"] == 0
+    # As LLaVA's model_vqa_mmbench.py asks: hint, question, the present options, the suffix.
+    assert prompts[1] == ("A plain canvas.\nWhat is shown?\nA. a dog\nB. a square\nC. a tree\n"
+                          f"{suffix}")  # fmt: skip
+    assert prompts[0] == f"Which colour is the square?\nA. red\nB. blue\n{suffix}"
+    with Image.open(tmp_path / "out" / "images" / "242.jpg") as image:
+        assert image.getpixel((8, 8))[2] > 200  # the blue one, decoded from the TSV

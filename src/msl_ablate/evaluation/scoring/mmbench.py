@@ -79,6 +79,34 @@ def parse_letter(text: str, options: Mapping[str, str]) -> str | None:
     return match.group(1) if match else None
 
 
+def read_mmbench_rows(path: Path) -> list[tuple[str, dict[str, str]]]:
+    """``(where, row)`` of each data row of an MMBench TSV, every column as text (``where``:
+    file and line, for messages).
+
+    Raises:
+        ValueError: The header lacks a required column, or a row has a field too many or few.
+    """
+    # Real TSVs embed base64 images in one column, far beyond csv's default field limit.
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+    out = []
+    with io.StringIO(read_text(path), newline="") as handle:
+        reader = csv.DictReader(handle, delimiter="\t")
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}:1: header lacks column(s) {missing}")
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            if [c for c in REQUIRED_COLUMNS if row.get(c) is None] or None in row:
+                raise ValueError(f"{where}: row does not have one field per header column")
+            out.append((where, row))
+    return out
+
+
+def present_options(row: Mapping[str, Any]) -> dict[str, str]:
+    """Letter -> text of the options a row has (pandas writes a missing one as ``nan``)."""
+    return {k: row[k] for k in LETTERS if row.get(k) is not None and row[k].strip() not in _EMPTY}
+
+
 def read_mmbench_tsv(path: Path | str) -> list[MMBenchQuestion]:
     """Read an MMBench TSV.
 
@@ -93,41 +121,22 @@ def read_mmbench_tsv(path: Path | str) -> list[MMBenchQuestion]:
             not one of the present options (message names file and line).
     """
     path = Path(path)
-    # Real TSVs embed base64 images in one column, far beyond csv's default field limit.
-    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
     rows: list[MMBenchQuestion] = []
     seen: set[int] = set()
-    with io.StringIO(read_text(path), newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t")
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}:1: header lacks column(s) {missing}")
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            short = [c for c in REQUIRED_COLUMNS if row.get(c) is None]
-            if short or None in row:
-                raise ValueError(f"{where}: row does not have one field per header column")
-            try:
-                index = int(row["index"])
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"{where}: index must be an integer, got {row['index']!r}"
-                ) from None
-            where = f"{where}: index {index}"
-            if index in seen:
-                raise ValueError(f"{where}: duplicate index")
-            seen.add(index)
-            options = {
-                k: row[k]
-                for k in LETTERS
-                if row.get(k) is not None and row[k].strip() not in _EMPTY
-            }
-            answer = (row["answer"] or "").strip()
-            if answer not in options:
-                raise ValueError(f"{where}: answer {answer!r} is not one of {sorted(options)}")
-            rows.append(
-                MMBenchQuestion(index, options, answer, row["category"], row["l2-category"])
-            )
+    for where, row in read_mmbench_rows(path):
+        try:
+            index = int(row["index"])
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: index must be an integer, got {row['index']!r}") from None
+        where = f"{where}: index {index}"
+        if index in seen:
+            raise ValueError(f"{where}: duplicate index")
+        seen.add(index)
+        options = present_options(row)
+        answer = (row["answer"] or "").strip()
+        if answer not in options:
+            raise ValueError(f"{where}: answer {answer!r} is not one of {sorted(options)}")
+        rows.append(MMBenchQuestion(index, options, answer, row["category"], row["l2-category"]))
     return rows
 
 
