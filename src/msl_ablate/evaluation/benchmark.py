@@ -107,7 +107,6 @@ def read_questions(path: Path, image_dir: Path, repeated_ids: bool = False) -> l
         image_dir: Folder of the images.
         repeated_ids: An id may name several questions (about one image).
 
-
     Returns:
         The question lines, in file order.
 

@@ -37,9 +37,12 @@ DATA_KEYED_WHEN_SET = {"image_dirs": {}, "on_error": "error", "too_long": "error
 RESOURCE_ONLY_STAGE_KEYS = ("gradient_checkpointing",)
 
 
-def _drop_defaults(spec: dict[str, Any]) -> dict[str, Any]:
+def _drop_defaults(
+    spec: dict[str, Any], defaults: dict[str, Any] = KEYED_WHEN_SET
+) -> dict[str, Any]:
+    """``spec`` (and its ``optimizer`` node) without the options at their ``defaults``."""
     for node in (spec, spec.get("optimizer") or {}):
-        for key, default in KEYED_WHEN_SET.items():
+        for key, default in defaults.items():
             if key in node and node[key] == default:
                 del node[key]
     return spec
@@ -87,9 +90,7 @@ def data_inputs(cfg: DictConfig, split: str) -> dict[str, Any]:
     data = _container(cfg.data)
     data.pop("num_workers", None)
     data.pop("token_cache", None)  # the same tokens, from disk or tokenized on the fly
-    for key, default in DATA_KEYED_WHEN_SET.items():  # options newer than the keys made
-        if data.get(key) == default:
-            data.pop(key, None)
+    _drop_defaults(data, DATA_KEYED_WHEN_SET)  # options newer than the keys made
     for key in ("max_gb", "dir"):  # where features are kept, not what they are
         data.get("feature_cache", {}).pop(key, None)
     if data.get("generator") is not None:
