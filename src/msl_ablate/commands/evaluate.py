@@ -17,129 +17,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from msl_ablate.config.compose import absolutize_paths, compose
 from msl_ablate.experiment.checks import check
-from msl_ablate.experiment.layout import RUN_CONFIG, TrainingLayout, trainings_dir
+from msl_ablate.experiment.layout import RUN_CONFIG
+from msl_ablate.experiment.runs import check_overrides, load_run_config, locate_run
 from msl_ablate.utils.errors import ConfigError, DataError
 from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
 
 EXIT_BAD_INPUT = 2
-# Root keys an override may set: where the run is now, and how to evaluate it. The model,
-# data and strategy are the run's own (its config.yaml).
-WHERE_KEYS = ("paths", "tracking")
+# Root keys an override may set besides WHERE_KEYS (where the run is now): how to evaluate it.
 HOW_KEYS = ("eval", "benchmarks", "num_threads")  # `benchmarks` is the suite group (eval.suite)
-
-
-def _client(tracking: DictConfig):
-    """An MLflow client, or None when a local sqlite store does not exist (never create one)."""
-    from mlflow.tracking import MlflowClient
-
-    uri = tracking.tracking_uri
-    if not tracking.enabled or (
-        uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file()
-    ):
-        return None
-    return MlflowClient(tracking_uri=uri)
-
-
-def locate_run(run: str, current: DictConfig) -> tuple[str, Path]:
-    """Find a trained model's key and folder from a training key or an MLflow run id.
-
-    Args:
-        run: The ``--run`` argument: a training key, or the id of a training or evaluation run.
-        current: The composed command-line config (``paths``, ``tracking``).
-
-    Returns:
-        ``(training_key, training folder)``.
-
-    Raises:
-        FileNotFoundError: Neither a training folder with a ``config.yaml`` nor an MLflow run.
-    """
-    from mlflow.exceptions import MlflowException
-
-    trainings = trainings_dir(current.paths.output_dir)
-    if (trainings / run / RUN_CONFIG).is_file():
-        return run, trainings / run
-    client = _client(current.tracking)
-    if client is not None:
-        try:
-            key = client.get_run(run).data.tags.get("training_key")
-        except MlflowException:
-            key = None
-        if key is not None and (trainings / key / RUN_CONFIG).is_file():
-            return key, trainings / key
-        if key is not None:
-            raise FileNotFoundError(
-                f"--run {run!r}: MLflow run of training key {key!r}, but "
-                f"{trainings / key / RUN_CONFIG} does not exist (pass the paths.root the run "
-                f"was trained with)"
-            )
-    known = sorted(p.parent.name for p in trainings.glob(f"*/{RUN_CONFIG}"))
-    raise FileNotFoundError(
-        f"--run {run!r} is neither a training key with {trainings}/<training_key>/{RUN_CONFIG} "
-        f"(known: {known or 'none'}) nor an MLflow run id in {current.tracking.tracking_uri} "
-        f"(set paths.root=... / tracking.tracking_uri=... to where the run is)"
-    )
-
-
-def override_keys(overrides: list[str]) -> list[str]:
-    """The config key (or group) each override sets, as Hydra parses it."""
-    return [o.key_or_group for o in OverridesParser.create().parse_overrides(overrides)]
-
-
-def check_overrides(overrides: list[str]) -> None:
-    """Reject overrides of the model: it comes from the run's ``config.yaml``.
-
-    Raises:
-        ConfigError: Listing every override whose root key is not in ``WHERE_KEYS + HOW_KEYS``.
-    """
-    allowed = (*WHERE_KEYS, *HOW_KEYS)
-    bad = [
-        o for o, key in zip(overrides, override_keys(overrides), strict=True)
-        if key.split(".")[0] not in allowed
-    ]  # fmt: skip
-    if bad:
-        raise ConfigError(
-            [
-                f"override {o!r}: evaluate takes only {', '.join(f'{k}.*' for k in WHERE_KEYS)}, "
-                f"eval.*, benchmarks= and num_threads (the model is the run's, from "
-                f"outputs/trainings/<training_key>/config.yaml)"
-                for o in bad
-            ]
-        )
-
-
-def load_run_config(run_dir: Path, current: DictConfig, overrides: list[str]) -> DictConfig:
-    """The run's saved config with today's ``paths``/``tracking`` and the ``HOW_KEYS`` overrides.
-
-    Raises:
-        ConfigError: The saved config does not fit the schema (e.g. a key removed since).
-    """
-    from omegaconf.errors import OmegaConfBaseException
-
-    from msl_ablate.config.schema import TrainConfig
-
-    path = TrainingLayout(run_dir).config
-    try:  # typed like a composed config (enums, defaults) and checked against the schema
-        cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(path))
-    except OmegaConfBaseException as err:
-        raise ConfigError(f"{path} does not fit the config schema: {err}") from err
-    where = {g: OmegaConf.to_container(current[g], resolve=True) for g in WHERE_KEYS}
-    cfg = OmegaConf.merge(cfg, where)  # both groups have fixed keys: the merge replaces them
-    for key in override_keys(overrides):
-        if key == "benchmarks":  # another suite option (conf/benchmarks/)
-            cfg.eval.suite = current.eval.suite
-        elif key.split(".")[0] in HOW_KEYS:
-            OmegaConf.update(cfg, key, OmegaConf.select(current, key), force_add=True)
-    return cfg
+HOW_HINT = "eval.*, benchmarks= and num_threads"
 
 
 def select_benchmarks(cfg: DictConfig, names: list[str]) -> None:
@@ -167,11 +61,11 @@ def evaluate_run(run: str, benchmarks: list[str] | None, overrides: list[str]) -
     """
     from msl_ablate.experiment.run import run as run_graph
 
-    check_overrides(overrides)
+    check_overrides(overrides, HOW_KEYS, "evaluate", HOW_HINT)
     current = compose(overrides)
     absolutize_paths(current)
     key, run_dir = locate_run(run, current)
-    cfg = load_run_config(run_dir, current, overrides)
+    cfg = load_run_config(run_dir, current, overrides, HOW_KEYS)
     if benchmarks is not None:
         select_benchmarks(cfg, benchmarks)
     check(cfg)

@@ -1,0 +1,121 @@
+"""End to end: `msl-ablate export` writes a trained run as a llava-hf folder that plain
+transformers loads and that answers as the harness does, for two LM families; a folder that
+would differ is never written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from msl_ablate.cli import main
+from msl_ablate.commands.train import run_train
+from msl_ablate.data.tokens import IMAGE_TOKEN
+from msl_ablate.evaluation.benchmark import prompt_records
+from msl_ablate.evaluation.run_benchmarks import benchmark_specs
+from msl_ablate.experiment.export import EXPORT_RECORD
+
+TINY = ("vision=tiny_siglip", "offline_twins=true", "eval.benchmarks=[pope]", "eval.split=null")
+
+
+def _train(make_cfg, *overrides: str) -> tuple:
+    cfg = make_cfg(*TINY, *overrides)
+    return cfg, run_train(cfg)
+
+
+def _transformers_answers(folder: Path, records: list[dict], image_dir: Path,
+                          max_new_tokens: int) -> dict:  # fmt: skip
+    """Answer prompt records with plain transformers, as a user of the folder would."""
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    processor = AutoProcessor.from_pretrained(folder, backend="pil")
+    model = LlavaForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
+    answers = {}
+    for rec in records:
+        text = rec["conversations"][0]["value"]
+        assert text.startswith(f"{IMAGE_TOKEN}\n")  # LLaVA's prompts put the image first
+        with Image.open(image_dir / rec["image"]) as image:
+            messages = [{"role": "user", "content": [
+                {"type": "image", "image": image.convert("RGB")},
+                {"type": "text", "text": text.removeprefix(f"{IMAGE_TOKEN}\n")}]}]  # fmt: skip
+            inputs = processor.apply_chat_template(messages, add_generation_prompt=True,
+                                                   tokenize=True, return_dict=True,
+                                                   return_tensors="pt")  # fmt: skip
+        n = inputs["input_ids"].shape[1]
+        ids = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)[0, n:]
+        answers[str(rec["question_id"])] = processor.decode(ids, skip_special_tokens=True).strip()
+    return answers
+
+
+@pytest.mark.parametrize(
+    ("lm", "lora"),
+    [("tinyllama_11b_chat", True), ("qwen2_15b_instruct", False)],  # Llama and Qwen2 families
+)
+def test_export_answers_as_the_harness(make_cfg, tmp_path, capsys, lm, lora):
+    extra = ["strategy.stages.finetune.lm.mode=lora"] if lora else []  # merged at export
+    cfg, result = _train(make_cfg, f"lm={lm}", "eval.max_new_tokens=6", *extra)
+    out = tmp_path / "export"
+    assert main(["export", result["training_key"], str(out), f"paths.root={cfg.paths.root}"]) == 0
+    assert "greedy answers equal" in capsys.readouterr().out
+    record = json.loads((out / EXPORT_RECORD).read_text())
+    assert record["training_key"] == result["training_key"] and record["model"]["lm"] == lm
+    assert len(record["parity"]["probes"]) == 5
+    assert all(p["max_logit_difference"] <= 1e-4 * max(p["largest_logit"], 1)
+               for p in record["parity"]["probes"].values())  # fmt: skip
+    config = json.loads((out / "config.json").read_text())
+    assert config["vision_feature_select_strategy"] == "full"  # SigLIP: no CLS to drop
+    assert config["vision_feature_layer"] == -2
+    assert not any("lora" in k for k in json.dumps(config))  # merged, no adapters
+
+    # The POPE answers the harness wrote during training, given again by plain transformers.
+    pope = Path(cfg.paths.output_dir) / "trainings" / result["training_key"] / "evals" / (
+        f"pope-{result['evaluations']['pope']['protocol']}")  # fmt: skip
+    harness = {str(json.loads(line)["question_id"]): json.loads(line)["text"]
+               for line in (pope / "answers.jsonl").read_text().splitlines()}  # fmt: skip
+    spec = {s.name: s for s in benchmark_specs(cfg)}["pope"]
+    records = prompt_records(spec)[0][:4]
+    theirs = _transformers_answers(out, records, spec.image_dir, spec.max_new_tokens)
+    assert theirs == {qid: harness[qid] for qid in theirs}
+    if lm == "tinyllama_11b_chat":  # it answers words; the Qwen twin (3 zoo steps) ends at once
+        assert any(theirs.values())
+
+
+def test_export_refuses_what_it_cannot_reproduce(make_cfg, tmp_path, capsys, monkeypatch):
+    cfg, result = _train(make_cfg, "lm=tinyllama_11b_chat")
+    root, key = f"paths.root={cfg.paths.root}", result["training_key"]
+    out = tmp_path / "export"
+
+    # A processor that normalises with another mean: pixels differ, the gate names them.
+    import msl_ablate.models.llava_hf as llava_hf
+
+    made = llava_hf.llava_hf_processor
+    monkeypatch.setattr(llava_hf, "llava_hf_processor", lambda vlm: _shifted(made(vlm)))
+    assert main(["export", key, str(out), root]) == 3
+    err = capsys.readouterr().err
+    assert "probe 'wide': apply_chat_template gives pixel_values that differ at (0, 0, 0, 0)" in err
+    assert not out.exists() and not list(tmp_path.glob(".export.*"))  # nothing left behind
+    monkeypatch.undo()
+
+    out.mkdir()
+    (out / "x").write_text("")
+    assert main(["export", key, str(out), root]) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+    assert main(["export", key, str(tmp_path / "o"), root, "lm=tiny_phi"]) == 2
+    assert "export takes only paths.*, tracking.*, num_threads" in capsys.readouterr().err
+
+
+def _shifted(processor):
+    processor.image_processor.image_mean = [m + 0.1 for m in processor.image_processor.image_mean]
+    return processor
+
+
+def test_a_phi_lm_is_refused_with_the_reason(make_cfg, tmp_path, capsys):
+    cfg, result = _train(make_cfg)  # the default tiny_phi
+    out = tmp_path / "export"
+    assert main(["export", result["training_key"], str(out), f"paths.root={cfg.paths.root}"]) == 2
+    err = capsys.readouterr().err
+    assert "has a bias (Phi's does)" in err and "Traceback" not in err
+    assert not out.exists()
