@@ -46,7 +46,11 @@ from msl_ablate.evaluation.scoring.files import (
     write_jsonl,
 )
 from msl_ablate.evaluation.scoring.metrics import UNITS_FILE
-from msl_ablate.evaluation.scoring.mmbench import present_options, read_mmbench_rows
+from msl_ablate.evaluation.scoring.mmbench import (
+    GROUP_MODULUS,
+    present_options,
+    read_mmbench_rows,
+)
 from msl_ablate.models.vlm import VisionLanguageModel
 from msl_ablate.utils.errors import DataError
 from msl_ablate.utils.files import atomic_path
@@ -161,34 +165,49 @@ def _with_suffix(turns: list[dict[str, Any]], suffix: str) -> list[dict[str, Any
     return turns
 
 
+def _decoded_image(where: str, row: dict[str, str], image_out: Path | None) -> Path | None:
+    """A TSV row's base64 image written to ``image_out/<index>.jpg`` (None: no image, or not
+    decoded)."""
+    if not row.get("image") or image_out is None:
+        return None
+    image = image_out / f"{row['index']}.jpg"  # PIL reads it by its content, whatever it is
+    if not image.is_file():  # written whole or not at all: a later run reuses it
+        try:
+            data = base64.b64decode(row["image"], validate=True)
+        except binascii.Error as err:
+            raise DataError(
+                f"{where}: index {row['index']}: 'image' is not base64 ({err})"
+            ) from None
+        with atomic_path(image) as tmp:
+            tmp.write_bytes(data)
+    return image
+
+
 def mmbench_prompts(spec: BenchmarkSpec, image_out: Path | None) -> list[dict[str, Any]]:
     """MMBench's TSV rows as prompts, built as LLaVA's ``model_vqa_mmbench.py`` builds them:
     the hint (if any) and the question, then one ``<letter>. <option>`` line per option, then
     the suffix; each row's base64 image decoded into ``image_out`` (None: not decoded, for
-    counting)."""
+    counting). A TSV without circular copies (every index below ``GROUP_MODULUS``) is asked
+    every rotation too, as ``--all-rounds`` asks it: copy ``k`` (id ``index + k * GROUP_MODULUS``)
+    shows the options rotated ``k`` times, the scorer's copy ``k``, and shares the row's image."""
+    rows = read_mmbench_rows(spec.questions)
+    rotate = all(int(row["index"]) < GROUP_MODULUS for _, row in rows)
     prompts = []
-    for where, row in read_mmbench_rows(spec.questions):
-        index = row["index"]
+    for where, row in rows:
         hint = (row.get("hint") or "").strip()
-        text = row["question"] if hint in ("", "nan", "none") else f"{hint}\n{row['question']}"
-        text += "".join(f"\n{k}. {v}" for k, v in present_options(row).items())
-        image = None
-        if row.get("image") and image_out is not None:
-            image = image_out / f"{index}.jpg"  # PIL reads it by its content, whatever it is
-            if not image.is_file():  # written whole or not at all: a later run reuses it
-                try:
-                    data = base64.b64decode(row["image"], validate=True)
-                except binascii.Error as err:
-                    raise DataError(
-                        f"{where}: index {index}: 'image' is not base64 ({err})"
-                    ) from None
-                with atomic_path(image) as tmp:
-                    tmp.write_bytes(data)
-        question = {"question_id": int(index), "text": text, "image": image}
-        prompts.append({"id": index, "question_id": int(index), "image": image,
-                        "prompt": with_suffix(text, spec.prompt_suffix),
-                        "conversations": [{"from": "human",
-                                           "value": prompt_text(question, spec.prompt_suffix)}]})  # fmt: skip
+        head = row["question"] if hint in ("", "nan", "none") else f"{hint}\n{row['question']}"
+        options = present_options(row)
+        texts = list(options.values())
+        image = _decoded_image(where, row, image_out)  # once: the copies share it
+        for k in range(len(texts) if rotate else 1):
+            shown = zip(options, texts[k:] + texts[:k], strict=True)  # letter i: option i + k
+            text = head + "".join(f"\n{c}. {v}" for c, v in shown)
+            qid = int(row["index"]) + k * GROUP_MODULUS
+            question = {"question_id": qid, "text": text, "image": image}
+            prompts.append({"id": str(qid) if k else row["index"], "question_id": qid,
+                            "image": image, "prompt": with_suffix(text, spec.prompt_suffix),
+                            "conversations": [{"from": "human",
+                                               "value": prompt_text(question, spec.prompt_suffix)}]})  # fmt: skip
     return prompts
 
 

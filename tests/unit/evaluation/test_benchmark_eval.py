@@ -366,22 +366,47 @@ def test_mmbench_is_evaluated_from_its_released_tsv(tmp_path, monkeypatch):
              "attribute", "x", "fine", "nan", "dev", b64("red")],
             ["242", "What is shown?", "A plain canvas.", "a dog", "a square", "a tree", "nan",
              "B", "object", "x", "coarse", "nan", "dev", b64("blue")]]  # fmt: skip
-    tsv = tmp_path / "mmbench_dev_20230712.tsv"
+    tsv = tmp_path / "mmbench_dev_en_20231003.tsv"
     tsv.write_text("\n".join("\t".join(r) for r in [header, *rows]) + "\n")
     suffix = "Answer with the option's letter from the given choices directly."
     spec = BenchmarkSpec(name="mmbench", scorer="mmbench", questions=tsv, image_dir=tmp_path,
                          annotations=tsv, prompt_suffix=suffix, max_new_tokens=4,
                          format=QuestionFormat.mmbench_tsv)  # fmt: skip
-    prompts = []
-    _fake_generation(monkeypatch, lambda r: prompts.append(r["prompt"]) or
-                     {"241": "A", "242": "B"}[r["id"]])  # fmt: skip
+    # The TSV holds no circular copies (as the 20231003 release): every rotation is
+    # asked too. The fake model finds the right option's letter in whatever rotation it sees.
+    right = {241: "red", 242: "a square"}
+    asked = []
+
+    def answer(record):
+        asked.append(record)
+        want = right[record["question_id"] % 1_000_000]
+        return next(x[0] for x in record["prompt"].split("\n") if x.endswith(f". {want}"))
+
+    _fake_generation(monkeypatch, answer)
     metrics = evaluate_benchmark(FAKE_VLM, spec, tmp_path / "out", "finetune/mmbench", 8, 256)
 
     assert metrics["finetune/mmbench/circular_accuracy"] == 100.0
+    assert metrics["finetune/mmbench/n_questions"] == 5  # 2 + 3 rotations
     assert metrics["finetune/mmbench/n_missing"] == 0
+    assert metrics["finetune/mmbench/majority_baseline/circular_accuracy"] == 0.0
+    assert [r["id"] for r in asked] == ["241", "1000241", "242", "1000242", "2000242"]
+    prompts = [r["prompt"] for r in asked]
     # As LLaVA's model_vqa_mmbench.py asks: hint, question, the present options, the suffix.
-    assert prompts[1] == ("A plain canvas.\nWhat is shown?\nA. a dog\nB. a square\nC. a tree\n"
+    assert prompts[2] == ("A plain canvas.\nWhat is shown?\nA. a dog\nB. a square\nC. a tree\n"
                           f"{suffix}")  # fmt: skip
     assert prompts[0] == f"Which colour is the square?\nA. red\nB. blue\n{suffix}"
+    # Copy 2 (--all-rounds' round 2): letter i shows option i + 2.
+    assert prompts[4] == ("A plain canvas.\nWhat is shown?\nA. a tree\nB. a dog\nC. a square\n"
+                          f"{suffix}")  # fmt: skip
+    assert [r["image"].name for r in asked] == ["241.jpg", "241.jpg", "242.jpg"] + ["242.jpg"] * 2
+    assert sorted(p.name for p in (tmp_path / "out" / "images").iterdir()) == ["241.jpg", "242.jpg"]
     with Image.open(tmp_path / "out" / "images" / "242.jpg") as image:
         assert image.getpixel((8, 8))[2] > 200  # the blue one, decoded from the TSV
+
+    # A TSV with its copies is asked as it is: one prompt per row, the options as written.
+    rows.append(["1000241", *rows[0][1:3], "blue", "red", "nan", "nan", "B", *rows[0][8:]])
+    tsv.write_text("\n".join("\t".join(r) for r in [header, *rows]) + "\n")
+    records, _ = benchmark_module.prompt_records(spec)
+    assert [r["id"] for r in records] == ["241", "242", "1000241"]
+    assert records[2]["prompt"] == f"Which colour is the square?\nA. blue\nB. red\n{suffix}"
+    assert records[2]["image"] is None  # not decoded when no folder is given

@@ -4,10 +4,15 @@ Annotations: the dev TSV (tab-separated, header row) with columns ``index``, ``q
 ``hint`` (optional), ``A``, ``B``, ``C``, ``D`` (unused options empty or ``nan``), ``answer``,
 ``category``, ``l2-category``; other columns (``image``, ...) are ignored. Circular copies of a
 question, whose options are rotated, have index ``index + k * 1_000_000`` and share
-``index % 1_000_000`` (the group); :func:`circular_copies` makes them.
+``index % 1_000_000`` (the group); :func:`circular_copies` makes them. A TSV that holds none
+(every index below 1_000_000: ``mmbench_dev_en_20231003.tsv``, the CN ones) is read with them
+made, so circular accuracy means the same for both kinds.
 
-Predictions: LLaVA answer file keyed by ``index``. A group is right only if every copy's parsed
-letter equals that copy's answer; a missing or unparseable answer makes its group wrong.
+Predictions: LLaVA answer file keyed by ``index``. A line with LLaVA's ``round_id`` (written by
+``model_vqa_mmbench.py``, every round with ``--all-rounds``: round ``k`` shows the options rotated
+``k`` times, as copy ``k`` does) answers the copy ``question_id + k * 1_000_000``; round 0 is the
+row itself. A group is right only if every copy's parsed letter equals that copy's answer; a
+missing or unparseable answer makes its group wrong.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -114,40 +120,89 @@ def read_mmbench_tsv(path: Path | str) -> list[MMBenchQuestion]:
         path: Tab-separated file with a header row.
 
     Returns:
-        The rows, in file order.
+        The rows, in file order; in a TSV without circular copies each row is followed by the
+        copies :func:`circular_copies` makes of it (categories kept), as the scorer asks them.
 
     Raises:
-        ValueError: On missing columns, a non-integer or repeated index, or an answer that is
-            not one of the present options (message names file and line).
+        ValueError: On missing columns, a non-integer or repeated index, an answer that is
+            not one of the present options, or options with a gap in a TSV without copies
+            (message names file and line).
     """
     path = Path(path)
-    rows: list[MMBenchQuestion] = []
-    seen: set[int] = set()
+    rows: dict[int, MMBenchQuestion] = {}
+    wheres: dict[int, str] = {}
     for where, row in read_mmbench_rows(path):
         try:
             index = int(row["index"])
         except (TypeError, ValueError):
             raise ValueError(f"{where}: index must be an integer, got {row['index']!r}") from None
         where = f"{where}: index {index}"
-        if index in seen:
+        if index in rows:
             raise ValueError(f"{where}: duplicate index")
-        seen.add(index)
         options = present_options(row)
         answer = (row["answer"] or "").strip()
         if answer not in options:
             raise ValueError(f"{where}: answer {answer!r} is not one of {sorted(options)}")
-        rows.append(MMBenchQuestion(index, options, answer, row["category"], row["l2-category"]))
-    return rows
+        rows[index] = MMBenchQuestion(index, options, answer, row["category"], row["l2-category"])
+        wheres[index] = where
+    if any(index >= GROUP_MODULUS for index in rows):
+        return list(rows.values())
+    for index, q in rows.items():  # rotating "A, B, D" would invent an option C
+        if list(q.options) != list(LETTERS[: len(q.options)]):
+            raise ValueError(f"{wheres[index]}: options {list(q.options)} have a gap")
+    # A copy takes its categories and option letters from its original ("of").
+    records = circular_copies({"index": i, **q.options, "answer": q.answer, "of": q}
+                              for i, q in rows.items())  # fmt: skip
+    return [
+        replace(
+            r["of"],
+            index=r["index"],
+            answer=r["answer"],
+            options={k: r[k] for k in r["of"].options},
+        )
+        for r in records
+    ]
+
+
+def round_key(rows: list[MMBenchQuestion]) -> Callable[[dict[str, Any], str, str], str]:
+    """``load_predictions``'s key for LLaVA's ``round_id``: round ``k`` of question ``q`` is
+    the copy ``q + k * 1_000_000``, round 0 (or none) the row ``q`` itself. The key raises
+    ValueError (file, line and id) for a ``round_id`` that is not an integer >= 0 or a round
+    the question lacks (only an original, index below 1_000_000, has rounds past 0)."""
+    known = {str(r.index): r.index for r in rows}
+    rounds = Counter(r.index % GROUP_MODULUS for r in rows)  # group -> its copies
+
+    def key(obj: dict[str, Any], qid: str, where: str) -> str:
+        k = obj.get("round_id", 0)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise ValueError(
+                f"{where}: question_id {qid!r}: round_id must be an integer >= 0, got {k!r}"
+            )
+        if k == 0:
+            return qid  # unknown ids are left to check_known, as without round_id
+        index = known.get(qid)
+        if index is None:
+            raise ValueError(f"{where}: question_id {qid!r} matches no question in the TSV")
+        n = rounds[index] if index < GROUP_MODULUS else 1
+        if k >= n or str(index + k * GROUP_MODULUS) not in known:
+            raise ValueError(
+                f"{where}: question_id {qid!r}: round_id {k} is out of range "
+                f"(the question has rounds 0..{n - 1})"
+            )
+        return str(index + k * GROUP_MODULUS)
+
+    return key
 
 
 def mmbench_units(annotations: Path | str, predictions: Path | str) -> list[Unit]:
     """One unit per question with its circular copies: right only if every copy is right.
 
     Raises:
-        ValueError: On a malformed TSV or a prediction for an unknown index.
+        ValueError: On a malformed TSV, a prediction for an unknown index, or a duplicate or
+            out-of-range ``(question_id, round_id)``.
     """
     rows = read_mmbench_tsv(annotations)
-    preds = load_predictions(predictions)
+    preds = load_predictions(predictions, key=round_key(rows))
     preds.check_known({str(r.index) for r in rows}, expected="an index of the TSV")
     groups: dict[int, list[MMBenchQuestion]] = {}
     for row in rows:
@@ -187,8 +242,8 @@ def score_mmbench(annotations: Path | str, predictions: Path | str) -> dict[str,
     """Score an MMBench answer file with circular evaluation.
 
     Args:
-        annotations: MMBench TSV (all circular copies included).
-        predictions: LLaVA answer file keyed by ``index``.
+        annotations: MMBench TSV, with its circular copies or without (then made here).
+        predictions: LLaVA answer file keyed by ``index`` (and ``round_id``, if it has one).
 
     Returns:
         ``circular_accuracy``, ``circular_accuracy/<category>``,
@@ -196,7 +251,8 @@ def score_mmbench(annotations: Path | str, predictions: Path | str) -> dict[str,
         ``n_predictions``, ``n_missing``.
 
     Raises:
-        ValueError: On a malformed TSV or a prediction for an unknown index.
+        ValueError: On a malformed TSV, a prediction for an unknown index, or a duplicate or
+            out-of-range ``(question_id, round_id)``.
     """
     return mmbench_metrics(mmbench_units(annotations, predictions))
 

@@ -10,9 +10,10 @@ they are compared as strings, so ``17`` and ``"17"`` name the same question.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from msl_ablate.evaluation.scoring.files import as_question_id, iter_jsonl, require, write_jsonl
 
@@ -54,18 +55,23 @@ class Predictions:
         return {qid: self.texts[qid] for qid in ids if qid in self.texts}
 
 
-def load_predictions(path: Path | str) -> Predictions:
+def load_predictions(
+    path: Path | str, key: Callable[[dict[str, Any], str, str], str] | None = None
+) -> Predictions:
     """Read an answer file strictly.
 
     Args:
         path: JSON-lines file with ``question_id`` and ``text`` on every line.
+        key: The id a line's answer is stored under, from the line's object, its question id
+            (as a string) and its ``file:line`` (for messages; it may raise ValueError); None:
+            the question id. MMBench's maps LLaVA's ``round_id`` to a circular copy.
 
     Returns:
         The predictions with their line numbers.
 
     Raises:
         ValueError: On a malformed line, a missing key, a non-string ``text`` or a duplicate
-            ``question_id``; the message names the file, the line and the id.
+            ``question_id`` (or ``key``); the message names the file, the line and the id.
         OSError: If the file cannot be read.
     """
     path = Path(path)
@@ -78,12 +84,15 @@ def load_predictions(path: Path | str) -> Predictions:
             raise ValueError(
                 f"{where}: question_id {qid!r}: 'text' must be a string, got {type(text).__name__}"
             )
-        if qid in preds.lines:
+        stored = qid if key is None else key(obj, qid, where)
+        if stored in preds.lines:
+            read_as = f"read as {stored!r}, " if stored != qid else ""
             raise ValueError(
-                f"{where}: duplicate question_id {qid!r} (first on line {preds.lines[qid]})"
+                f"{where}: duplicate question_id {qid!r} "
+                f"({read_as}first on line {preds.lines[stored]})"
             )
-        preds.texts[qid] = text
-        preds.lines[qid] = lineno
+        preds.texts[stored] = text
+        preds.lines[stored] = lineno
     return preds
 
 
