@@ -11,6 +11,7 @@ COMMANDS = {
     "describe": ("msl_ablate.commands.describe", "[overrides] print the composed model: parameters, image tokens, checkpoints"),
     "evaluate": ("msl_ablate.commands.evaluate", "--run RUN     benchmark a finished run (run key or MLflow id; --benchmarks a,b)"),
     "export": ("msl_ablate.commands.export", "RUN OUT       a finished run as a llava-hf folder (LlavaForConditionalGeneration), parity-gated"),
+    "import": ("msl_ablate.commands.imports", "SOURCE --layout L --name N  a released checkpoint (llava-hf, Mipha) as a run to evaluate"),
     "score": ("msl_ablate.commands.score", "BENCHMARK ...    score an answer file with a benchmark's official metric"),
     "plan": ("msl_ablate.commands.plan", "SWEEP [overrides]  a sweep's stages and evaluations, what is done, how long the rest takes"),
     "status": ("msl_ablate.commands.status", "[overrides]   where each job of a sweep stands: done/running/failed/todo, stages, artifacts"),

@@ -5,6 +5,7 @@ would differ is never written."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -54,11 +55,11 @@ def _transformers_answers(folder: Path, records: list[dict], image_dir: Path,
     ("lm", "lora"),
     [("tinyllama_11b_chat", True), ("qwen2_15b_instruct", False)],  # Llama and Qwen2 families
 )
-def test_export_answers_as_the_harness(make_cfg, tmp_path, capsys, lm, lora):
+def test_export_answers_as_the_harness(make_cfg, tiny_overrides, tmp_path, capsys, lm, lora):
     extra = ["strategy.stages.finetune.lm.mode=lora"] if lora else []  # merged at export
     cfg, result = _train(make_cfg, f"lm={lm}", "eval.max_new_tokens=6", *extra)
-    out = tmp_path / "export"
-    assert main(["export", result["training_key"], str(out), f"paths.root={cfg.paths.root}"]) == 0
+    out, root = tmp_path / "export", f"paths.root={cfg.paths.root}"
+    assert main(["export", result["training_key"], str(out), root]) == 0
     assert "greedy answers equal" in capsys.readouterr().out
     record = json.loads((out / EXPORT_RECORD).read_text())
     assert record["training_key"] == result["training_key"] and record["model"]["lm"] == lm
@@ -81,6 +82,16 @@ def test_export_answers_as_the_harness(make_cfg, tmp_path, capsys, lm, lora):
     assert theirs == {qid: harness[qid] for qid in theirs}
     if lm == "tinyllama_11b_chat":  # it answers words; the Qwen twin (3 zoo steps) ends at once
         assert any(theirs.values())
+
+    # Imported back (llava-hf layout), the folder is a run that answers POPE as the original.
+    assert main(["import", str(out), "--layout", "llava-hf", "--name", "back", root]) == 0
+    printed = capsys.readouterr().out
+    assert "its logits equal the release's own model's on 5 probes" in printed
+    key = re.search(r"as training (\w+)", printed).group(1)
+    same = [o for o in tiny_overrides if o.startswith("eval.")] + ["eval.max_new_tokens=6"]
+    assert main(["evaluate", "--run", key, "--benchmarks", "pope", root, *same]) == 0
+    back = next((Path(cfg.paths.output_dir) / "trainings" / key / "evals").glob("pope-*"))
+    assert (back / "answers.jsonl").read_text() == (pope / "answers.jsonl").read_text()
 
 
 def test_export_refuses_what_it_cannot_reproduce(make_cfg, tmp_path, capsys, monkeypatch):

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from tests.helpers.options import chosen_options
 
 from msl_ablate.cli import main as cli_main
 from msl_ablate.commands.describe import main
@@ -91,9 +92,7 @@ def test_describe_help(flag: str, capsys) -> None:
     assert "usage: msl-ablate describe" in capsys.readouterr().out
 
 
-VISION_OPTIONS = sorted(
-    p.stem for p in (Path(__file__).parents[2] / "conf" / "vision").glob("*.yaml")
-)
+VISION_OPTIONS = chosen_options("vision")
 
 
 @pytest.mark.parametrize("vision", VISION_OPTIONS)

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", default=FORMATS[0], choices=FORMATS)
     parser.add_argument("overrides", nargs="*", help="paths.*, tracking.*, num_threads")
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_intermixed_args(argv)
     except SystemExit as exc:  # usage errors and --help: return the code instead of exiting
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     setup_console_logging()

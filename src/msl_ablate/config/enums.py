@@ -65,3 +65,7 @@ class QuestionFormat(str, Enum):
 def uses_qlora(strategy) -> bool:
     """Whether any stage trains the LM with QLoRA, i.e. the LM must be loaded in 4 bits."""
     return any(Mode(s.lm.mode) is Mode.qlora for s in strategy.stages.values())
+
+
+# Layouts of released checkpoints `msl-ablate import` reads (models/released.py).
+RELEASE_LAYOUTS = ("llava-hf", "mipha")

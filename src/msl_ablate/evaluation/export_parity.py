@@ -110,6 +110,36 @@ def _first_difference(ours: torch.Tensor, theirs: torch.Tensor) -> str | None:
     return f"at {at}: {theirs[at].item()} instead of the harness's {ours[at].item()}"
 
 
+def _logit_gap(probe: Probe, ours: torch.Tensor, theirs: torch.Tensor) -> tuple[float, float]:
+    """``(largest difference, largest logit)``; raises when beyond ``LOGIT_TOLERANCE``."""
+    scale = float(ours.abs().max())
+    gap = float((ours - theirs).abs().max())
+    if gap > LOGIT_TOLERANCE * max(scale, 1.0):
+        position = int((ours - theirs).abs().amax(dim=-1).argmax())
+        raise ParityError(f"probe {probe.name!r}: logits differ by {gap:.3g} (largest logit "
+                          f"{scale:.3g}) first at its position {position}")  # fmt: skip
+    return gap, scale
+
+
+def check_logits(vlm: VisionLanguageModel, model: Any) -> dict[str, float]:
+    """The harness's inputs of every probe through ``model`` (a transformers LLaVA that should
+    hold the same weights): its logits must be the harness's.
+
+    Returns:
+        Probe name -> largest logit difference.
+
+    Raises:
+        ParityError: The first probe whose logits differ.
+    """
+    vlm.eval()
+    gaps = {}
+    for probe in probe_set():
+        ours = _harness(vlm, probe)
+        with torch.no_grad():
+            gaps[probe.name] = _logit_gap(probe, vlm(**ours).logits, model(**ours).logits)[0]
+    return gaps
+
+
 def check_export(vlm: VisionLanguageModel, folder: Path) -> dict[str, Any]:
     """Compare the llava-hf folder with the harness on ``probe_set()``.
 
@@ -142,14 +172,7 @@ def check_export(vlm: VisionLanguageModel, folder: Path) -> dict[str, Any]:
                                       f"{found}")  # fmt: skip
         inputs = _folder_inputs(processor, probe)["apply_chat_template"]
         with torch.no_grad():
-            our_logits = vlm(**ours).logits
-            their_logits = model(**inputs).logits
-        scale = float(our_logits.abs().max())
-        gap = float((our_logits - their_logits).abs().max())
-        if gap > LOGIT_TOLERANCE * max(scale, 1.0):
-            position = int((our_logits - their_logits).abs().amax(dim=-1).argmax())
-            raise ParityError(f"probe {probe.name!r}: logits differ by {gap:.3g} (largest "
-                              f"logit {scale:.3g}) first at its position {position}")  # fmt: skip
+            gap, scale = _logit_gap(probe, vlm(**ours).logits, model(**inputs).logits)
         n = ours["input_ids"].shape[1]
         our_ids = vlm.generate(ours["input_ids"], ours["attention_mask"],
                                ours.get("pixel_values"), MAX_NEW_TOKENS)[0]  # fmt: skip

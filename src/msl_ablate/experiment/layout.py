@@ -13,6 +13,7 @@ Everything is found by key, never by parsing a folder name::
         config.yaml                 what `msl-ablate evaluate` rebuilds the model from
         evals/<benchmark>-<protocol>/   answers.jsonl, metrics.json, evaluation.json (last)
       trainings/<training_key>.lock held while a process trains or evaluates it
+      released/<name>/vision, lm/   a release's tower and LM, written by `msl-ablate import`
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ def stages_dir(output_dir: str | Path) -> Path:
 def trainings_dir(output_dir: str | Path) -> Path:
     """The folder of every trained model's folder."""
     return Path(output_dir) / "trainings"
+
+
+def released_dir(output_dir: str | Path, name: str) -> Path:
+    """Where ``msl-ablate import`` writes a release's tower and LM folders."""
+    return Path(output_dir) / "released" / name
 
 
 @dataclass(frozen=True)

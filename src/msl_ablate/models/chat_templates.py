@@ -17,6 +17,22 @@ PLAIN_TEMPLATE = (
     "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
 )
 
+# Mipha's and LLaVA-Phi's evaluation template (conv_phi_v0 in zhuyiche/llava-phi's
+# conversation.py): the system line, then "USER: <q> ASSISTANT: <a><|endoftext|>" turns, a space
+# after each question and EOS after each answer.
+MIPHA_SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. The assistant "
+    "gives helpful, detailed, and polite answers to the user's questions."
+)
+MIPHA_PHI_TEMPLATE = (
+    "{{ '" + MIPHA_SYSTEM.replace("'", "\\'") + " ' }}"
+    "{% for m in messages %}"
+    "{% if m['role'] == 'user' %}USER: {{ m['content'] }} "
+    "{% elif m['role'] == 'assistant' %}ASSISTANT: {{ m['content'] }}{{ eos_token }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
 # Put before a template when the tokenizer adds BOS by default but the template does not
 # (Llama, Gemma base): the data pipeline tokenizes with add_special_tokens=False.
 BOS_PREFIX = "{{ bos_token }}"

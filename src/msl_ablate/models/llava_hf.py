@@ -49,6 +49,32 @@ CONTENT_LIST_TEMPLATE = (
     "{%- set messages = ns.messages -%}"
 )
 
+# The other way, for released llava-hf processors whose templates read content lists only:
+# "<image>\n<text>" strings become [{"type": "image"}, {"type": "text", "text": "<text>"}].
+STRING_CONTENT_TEMPLATE = (
+    "{%- set ns = namespace(messages=[]) -%}"
+    "{%- for message in messages -%}"
+    "{%- if message['content'] is string -%}"
+    "{%- set items = namespace(list=[]) -%}"
+    "{%- for part in message['content'].split('" + IMAGE_TOKEN + "') -%}"
+    "{%- if not loop.first -%}{%- set items.list = items.list + [{'type': 'image'}] -%}"
+    "{%- set part = part[1:] if part.startswith('\\n') else part -%}{%- endif -%}"
+    "{%- if part -%}{%- set items.list = items.list + [{'type': 'text', 'text': part}] -%}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- set ns.messages = ns.messages + [{'role': message['role'], 'content': items.list}] -%}"
+    "{%- else -%}{%- set ns.messages = ns.messages + [message] -%}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- set messages = ns.messages -%}"
+)
+
+
+def string_content_template(template: str) -> str:
+    """A content-list template (a llava-hf processor's) that also renders string contents."""
+    if template.startswith(CONTENT_LIST_TEMPLATE):  # an export of ours: strings already work
+        return template
+    return STRING_CONTENT_TEMPLATE + template
+
 
 def export_problem(vlm: VisionLanguageModel) -> str | None:
     """Why ``vlm`` cannot be saved in the llava-hf layout, or None when it can."""

@@ -6,14 +6,14 @@ import importlib.util
 
 import pytest
 import torch
+from tests.helpers.options import chosen_options
 
 from msl_ablate.config import checks
 from msl_ablate.config.checks import check_config
-from msl_ablate.config.compose import CONF_DIR
 from msl_ablate.utils.errors import ConfigError
 
-STRATEGIES = sorted(p.stem for p in (CONF_DIR / "strategy").glob("*.yaml"))
-LMS = sorted(p.stem for p in (CONF_DIR / "lm").glob("*.yaml"))
+STRATEGIES = chosen_options("strategy")
+LMS = chosen_options("lm")
 FT = "strategy.stages.finetune"
 
 

@@ -13,15 +13,16 @@ from typing import Any
 
 import pytest
 from omegaconf import OmegaConf
+from tests.helpers.options import chosen_options
 from transformers import AutoTokenizer
 
-from msl_ablate.config.compose import CONF_DIR, compose
+from msl_ablate.config.compose import compose
 from msl_ablate.experiment.checks import check
 from msl_ablate.models.chat_templates import CHAT_STYLES
 from msl_ablate.models.zoo import resolve_checkpoint, twin_dir
 from msl_ablate.pretrain.cards import read_card
 
-LM_OPTIONS = sorted(p.stem for p in (CONF_DIR / "lm").glob("*.yaml"))
+LM_OPTIONS = chosen_options("lm")
 # The template each instruct checkpoint is tuned in (its option's comments): its twin's style.
 CHAT_STYLE = {
     "gemma_2b_it": "gemma",

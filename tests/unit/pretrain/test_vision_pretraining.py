@@ -11,6 +11,7 @@ import torch
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
+from tests.helpers.options import chosen_options
 from transformers import SiglipImageProcessor
 
 from msl_ablate.config.components import components
@@ -135,12 +136,12 @@ def test_few_shot_probe_separates_separable_classes_and_not_noise() -> None:
 def test_transformers_options_use_the_recipe_of_their_architecture(make_cfg) -> None:
     recipes = sorted(p.stem for p in (config_dir() / "zoo" / "vision").glob("*.yaml"))
     used = {}
-    for path in sorted((config_dir() / "vision").glob("*.yaml")):
-        cfg = make_cfg(f"vision={path.stem}", "offline_twins=true")
+    for option in chosen_options("vision"):
+        cfg = make_cfg(f"vision={option}", "offline_twins=true")
         for _, spec in components(cfg.vision, "vision"):
             if spec.twin._target_ == "msl_ablate.pretrain.vision.pretrain_vision_twin":
-                assert spec.twin.model_class == spec.model_class, path.name
-                used[path.stem] = spec.twin.name
+                assert spec.twin.model_class == spec.model_class, option
+                used[option] = spec.twin.name
     assert used == {
         "clip_b16": "tiny_clip_64",
         "clip_l14_336": "tiny_clip_84",

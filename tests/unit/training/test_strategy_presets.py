@@ -6,6 +6,7 @@ import pytest
 import torch
 import yaml
 from omegaconf import DictConfig
+from tests.helpers.options import chosen_options
 from torch import nn
 
 from msl_ablate.config.checks import check_config
@@ -16,7 +17,7 @@ from msl_ablate.models.vlm import VisionLanguageModel
 from msl_ablate.training.lit_module import VLMLitModule
 from msl_ablate.training.strategy import COMPONENTS, apply_stage
 
-PRESETS = sorted(p.stem for p in (CONF_DIR / "strategy").glob("*.yaml"))
+PRESETS = chosen_options("strategy")
 FIGURE5 = {  # preset -> finetune modes (vision, lm)
     "vfrozen_lmfrozen": ("frozen", "frozen"),
     "vfrozen_lmfull": ("frozen", "full"),

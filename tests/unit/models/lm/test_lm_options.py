@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 from hydra.utils import get_class
+from tests.helpers.options import chosen_options
 from torch import nn
 
 from msl_ablate.config.compose import CONF_DIR
@@ -15,7 +16,7 @@ from msl_ablate.data.conversation import IGNORE_INDEX, tokenize_conversation
 from msl_ablate.models.assemble import build_vlm
 from msl_ablate.training.strategy import apply_stage
 
-LM_OPTIONS = sorted(p.stem for p in (CONF_DIR / "lm").glob("*.yaml"))
+LM_OPTIONS = chosen_options("lm")
 ANSWERS = ("two red circles", "no")
 MESSAGES = [
     {"role": "user", "content": "<image>\nWhat do you see?"},

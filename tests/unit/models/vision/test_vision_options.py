@@ -8,6 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from PIL import Image
+from tests.helpers.options import chosen_options
 
 from msl_ablate.config.components import components
 from msl_ablate.config.compose import config_dir
@@ -15,7 +16,7 @@ from msl_ablate.models.assemble import build_vlm
 from msl_ablate.models.zoo import resolve_checkpoint
 
 VISION_DIR = config_dir() / "vision"
-OPTIONS = sorted(path.stem for path in VISION_DIR.glob("*.yaml"))
+OPTIONS = chosen_options("vision")
 
 # The real weights each option names (never loaded here: that would need the network).
 REAL_CHECKPOINTS = {
