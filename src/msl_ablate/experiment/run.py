@@ -53,6 +53,12 @@ AXIS_GROUPS = ("vision", "lm", "projector", "strategy", "data")
 MODEL_GROUPS = ("vision", "lm", "projector", "strategy", "data", "trainer")
 
 
+def stop_status(err: BaseException) -> str:
+    """The MLflow status of a run stopped by ``err``: KILLED when it was stopped from outside
+    (Ctrl-C; submitit's exit after requeueing a preempted or timed-out SLURM job), else FAILED."""
+    return "KILLED" if isinstance(err, (KeyboardInterrupt, SystemExit)) else "FAILED"
+
+
 def heldout_report(metrics: dict[str, float], prefix: str) -> str:
     """Exact match and the majority baseline per question type, from the held-out metrics."""
     model = {k.removeprefix(f"{prefix}/exact_match"): v for k, v in metrics.items()
@@ -272,8 +278,7 @@ def _run_locked(plan: Plan, tracker: Tracker | None) -> dict[str, Any]:
                 record = evaluate_one(e, vlm, last_stage, cfg.eval.batch_size, limit)
             except BaseException as err:
                 if info["run_id"] is not None:
-                    status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
-                    tracker.finish(info["run_id"], status, f"{type(err).__name__}: {err}")
+                    tracker.finish(info["run_id"], stop_status(err), f"{type(err).__name__}: {err}")
                 raise
         if info["run_id"] is not None:
             close_evaluation(tracker, info["run_id"], e, record)
@@ -326,8 +331,7 @@ def _bring_to_end(
         )
     except BaseException as err:
         if tracker is not None and not training_recorded:
-            status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
-            tracker.finish(run_id, status, f"{type(err).__name__}: {err}")
+            tracker.finish(run_id, stop_status(err), f"{type(err).__name__}: {err}")
         raise
     result["stages"] = {o.name: "trained" if o.trained else "reused" for o in outcomes}
     if tracker is not None and not training_recorded:

@@ -266,18 +266,33 @@ class StageMLFlowLogger(MLFlowLogger):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._step_logged: tuple[int | None, set[str]] = (None, set())
+        self._last_step: dict[str, int] = {}  # name -> last step the run already has
+
+    def _already_logged(self, name: str, step: int | None) -> bool:
+        """Whether the run has this name at this step from before: a stage resumed from a
+        checkpoint recomputes the steps after it (the same samples, the same numbers), whose
+        points the killed process had logged already."""
+        if step is None:
+            return False
+        if name not in self._last_step:
+            key = f"{self._prefix}{self.LOGGER_JOIN_CHAR}{name}" if self._prefix else name
+            history = self.experiment.get_metric_history(self.run_id, key)
+            self._last_step[name] = max((m.step for m in history), default=-1)
+        return step <= self._last_step[name]
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        """Log metrics, each name at most once per step within this process.
+        """Log metrics, each name at most once per step in the run.
 
         ``StageCheckpoint`` sends a step's metrics before it saves, and Lightning sends them
-        again after its hooks; the repeat would be a second point at the same step.
+        again after its hooks; a resumed stage sends again the steps its killed process had
+        logged after the checkpoint. Either repeat would be a second point at the same step.
         """
         last_step, names = self._step_logged
         if step != last_step:
             names = set()
-        fresh = {name: value for name, value in metrics.items() if name not in names}
+        fresh = {name: value for name, value in metrics.items()
+                 if name not in names and not self._already_logged(name, step)}  # fmt: skip
         self._step_logged = (step, names | set(fresh))
         if fresh:
             super().log_metrics(fresh, step)
