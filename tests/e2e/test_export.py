@@ -123,6 +123,21 @@ def _shifted(processor):
     return processor
 
 
+def test_a_bfloat16_lm_exports_its_weights_exactly(make_cfg, tmp_path):
+    from safetensors.torch import load_file
+
+    from msl_ablate.experiment.export import trained_model
+
+    cfg, result = _train(make_cfg, "lm=qwen2_15b_instruct", "lm.torch_dtype=bfloat16")
+    out = tmp_path / "export"
+    assert main(["export", result["training_key"], str(out), f"paths.root={cfg.paths.root}"]) == 0
+    saved = load_file(str(out / "model.safetensors"))
+    ours = trained_model(cfg).lm.model.model.layers[0].mlp.up_proj.weight
+    assert ours.dtype == torch.bfloat16
+    theirs = saved["language_model.model.layers.0.mlp.up_proj.weight"]  # llava-hf's names
+    assert torch.equal(theirs, ours.float())  # upcast exactly, the gate passed in float32
+
+
 def test_a_phi_lm_is_refused_with_the_reason(make_cfg, tmp_path, capsys):
     cfg, result = _train(make_cfg)  # the default tiny_phi
     out = tmp_path / "export"

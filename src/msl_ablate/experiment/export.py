@@ -73,7 +73,9 @@ def export_run(cfg: DictConfig, out: Path, fmt: str = "llava-hf") -> dict[str, A
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty; export writes a new folder")
     key = training_key(cfg)
-    vlm = trained_model(cfg)
+    # float32 whatever lm.torch_dtype trained in: bfloat16 weights upcast exactly, and the gate
+    # then compares one computation of one model (precision is the loading tool's choice).
+    vlm = trained_model(cfg).float()
     problem = export_problem(vlm)
     if problem is not None:
         raise ValueError(f"training {key} cannot be exported to the {fmt} layout: {problem}")
