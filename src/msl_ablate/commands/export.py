@@ -2,10 +2,10 @@
 other tools load.
 
 ``llava-hf``: ``LlavaForConditionalGeneration`` with its ``LlavaProcessor`` (image processor,
-tokenizer, chat template), the layout lmms-eval's ``llava_hf``, VLMEvalKit and vLLM load. The
-folder is written only when, loaded back as those tools load it, it gives the harness's tokens,
-pixels, logits and greedy answers on fixed probes; otherwise the export fails naming the first
-difference. ``RUN`` is a training key or an MLflow run id, as for ``evaluate``; overrides set
+tokenizer, chat template), the layout lmms-eval's ``llava_hf`` loads (and VLMEvalKit's and
+vLLM's LLaVA support read). The folder is written only when, loaded back as those tools load it,
+it gives the harness's tokens, pixels, logits and greedy answers on fixed probes; otherwise the
+export fails naming the first difference. ``RUN`` is a training key or an MLflow run id, as for ``evaluate``; overrides set
 only ``paths.*``, ``tracking.*`` (where the run is now) and ``num_threads``.
 """
 

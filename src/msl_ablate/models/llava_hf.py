@@ -1,6 +1,6 @@
 """The llava-hf layout: a harness model as transformers' ``LlavaForConditionalGeneration`` with
 its ``LlavaProcessor`` (image processor, tokenizer, chat template), the folder lmms-eval's
-``llava_hf``, VLMEvalKit and vLLM load.
+``llava_hf`` loads (and VLMEvalKit's and vLLM's LLaVA support read).
 
 The weights map one to one (``llava_reference.parameter_names``); LoRA adapters are merged into
 the LM first. What the processor does must be what the harness does: the image processor is
