@@ -138,10 +138,38 @@ def test_a_bfloat16_lm_exports_its_weights_exactly(make_cfg, tmp_path):
     assert torch.equal(theirs, ours.float())  # upcast exactly, the gate passed in float32
 
 
-def test_a_phi_lm_is_refused_with_the_reason(make_cfg, tmp_path, capsys):
-    cfg, result = _train(make_cfg)  # the default tiny_phi
-    out = tmp_path / "export"
-    assert main(["export", result["training_key"], str(out), f"paths.root={cfg.paths.root}"]) == 2
+def test_a_phi_run_goes_out_in_mipha_layout_and_comes_back(make_cfg, tiny_overrides, tmp_path,
+                                                          capsys, monkeypatch):  # fmt: skip
+    cfg, result = _train(make_cfg, "strategy.stages.finetune.lm.mode=lora")  # tiny_phi
+    out, root = tmp_path / "export", f"paths.root={cfg.paths.root}"
+    assert main(["export", result["training_key"], str(out), root]) == 2  # llava-hf: refused
     err = capsys.readouterr().err
-    assert "has a bias (Phi's does)" in err and "Traceback" not in err
-    assert not out.exists()
+    assert "has a bias (Phi's does)" in err and "--format mipha" in err and not out.exists()
+
+    assert main(["export", result["training_key"], str(out), "--format", "mipha", root]) == 0
+    printed = capsys.readouterr().out  # against Mipha's own forward pass (its unfused GELU)
+    assert float(re.search(r"largest logit difference ([\d.e+-]+)", printed).group(1)) < 1e-5
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "mipha_phi" and config["image_aspect_ratio"] == "square"
+    tower = config["vision_config"]["vision_tower"]
+    assert (tower["mm_vision_select_layer"], tower["mm_vision_select_feature"]) == (-2, "patch")
+    assert config["vision_config"]["mm_projector"]["mm_projector_type"] == "mlp2x_gelu"
+
+    # Read back as a Mipha release, it answers POPE as the run it came from.
+    assert main(["import", str(out), "--layout", "mipha", "--name", "back", root]) == 0
+    key = re.search(r"as training (\w+)", capsys.readouterr().out).group(1)
+    same = [o for o in tiny_overrides if o.startswith("eval.")]
+    assert main(["evaluate", "--run", key, "--benchmarks", "pope", root, *same]) == 0
+    evals = Path(cfg.paths.output_dir) / "trainings"
+    (original,) = (evals / result["training_key"] / "evals").glob("pope-*")
+    (back,) = (evals / key / "evals").glob("pope-*")
+    assert (back / "answers.jsonl").read_text() == (original / "answers.jsonl").read_text()
+
+    # A folder Mipha would read differently (padding the images the run resized) is not written.
+    import msl_ablate.models.mipha_layout as layout
+
+    made = layout._config
+    monkeypatch.setattr(layout, "_config", lambda *a: made(*a) | {"image_aspect_ratio": "pad"})
+    bad = tmp_path / "bad"
+    assert main(["export", result["training_key"], str(bad), "--format", "mipha", root]) == 3
+    assert "probe 'wide': logits differ" in capsys.readouterr().err and not bad.exists()

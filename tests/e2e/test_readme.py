@@ -41,9 +41,7 @@ COMMANDS = {
     ".venv/bin/msl-ablate describe vision=siglip_so400m_p14_384 lm=phi_2 "
     "strategy=vfrozen_lmlora offline_twins=true": "ok",
     f".venv/bin/msl-ablate evaluate --run {RUN_KEY} --benchmarks pope,mme": "ok",
-    # the README's run has the demo's Phi LM: refused with the reason (tests/e2e/test_export.py
-    # exports Llama and Qwen2 runs)
-    f".venv/bin/msl-ablate export {RUN_KEY} exported/llava-hf": "fails",
+    f".venv/bin/msl-ablate export {RUN_KEY} exported/mipha --format mipha": "ok",
     ".venv/bin/msl-ablate import /data/ckpt/Mipha-3B --layout mipha --name mipha_3b": "skip: needs "
     "a released checkpoint; tests/e2e/test_import.py imports tiny ones in both layouts",
     ".venv/bin/msl-ablate score vqav2 --annotations v2_mscoco_val2014_annotations.json "
@@ -78,7 +76,7 @@ EXPECTED_OUTPUT = {
     ".venv/bin/msl-ablate train --help": "== Configuration groups ==",
     ".venv/bin/msl-ablate train vision=nosuch": "Available options in 'vision'",
     "make results": "rebuilt",
-    f".venv/bin/msl-ablate export {RUN_KEY} exported/llava-hf": "has a bias (Phi's does)",
+    f".venv/bin/msl-ablate export {RUN_KEY} exported/mipha --format mipha": "largest logit difference",
     ".venv/bin/msl-ablate cache info": "vision features in",
     "make bench": "written: results/bench/bench.md",
     ".venv/bin/msl-ablate plan fig5_optim": "plan fig5_optim-mini: 18 job(s), 0 done",

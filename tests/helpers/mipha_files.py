@@ -70,6 +70,7 @@ class TinyMipha:
             },
         }  # fmt: skip
         (folder / "config.json").write_text(json.dumps(config, indent=2))
+        self.tokenizer.chat_template = None  # Mipha's (phi-2's) tokenizer has none
         self.tokenizer.save_pretrained(folder)
         self.processor.save_pretrained(folder)
         return folder

@@ -1,11 +1,12 @@
 """``msl-ablate export RUN OUT [--format llava-hf] [overrides]``: a finished run as a folder
 other tools load.
 
-``llava-hf``: ``LlavaForConditionalGeneration`` with its ``LlavaProcessor`` (image processor,
+``llava-hf`` (the default): ``LlavaForConditionalGeneration`` with its ``LlavaProcessor`` (image processor,
 tokenizer, chat template), the layout lmms-eval's ``llava_hf`` loads (and VLMEvalKit's and
 vLLM's LLaVA support read). The folder is written only when, loaded back as those tools load it,
 it gives the harness's tokens, pixels, logits and greedy answers on fixed probes; otherwise the
-export fails naming the first difference. ``RUN`` is a training key or an MLflow run id, as for ``evaluate``; overrides set
+export fails naming the first difference. ``mipha``: Mipha's / LLaVA-Phi's layout (zhuyiche/llava-phi),
+the way out for Phi LMs (their LM head has a bias LLaVA's lacks), gated on Mipha's forward pass. ``RUN`` is a training key or an MLflow run id, as for ``evaluate``; overrides set
 only ``paths.*``, ``tracking.*`` (where the run is now) and ``num_threads``.
 """
 
@@ -54,12 +55,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"msl-ablate export: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     parity = record["parity"]
-    print(f"exported training {record['training_key']} to {args.out} ({args.format}); parity on "
-          f"{len(parity['probes'])} probes: largest logit difference "
-          f"{max(p['max_logit_difference'] for p in parity['probes'].values()):.2g}, greedy answers "
-          f"equal; torchvision image backend: pixels within "
-          f"{parity['torchvision_backend']['max_pixel_difference']:.3g}, answers equal "
-          f"{parity['torchvision_backend']['answers_equal']} (report: {EXPORT_RECORD})")  # fmt: skip
+    gap = max(p["max_logit_difference"] for p in parity["probes"].values())
+    line = (f"exported training {record['training_key']} to {args.out} ({args.format}); parity "
+            f"on {len(parity['probes'])} probes: largest logit difference {gap:.2g}")  # fmt: skip
+    fast = parity.get("torchvision_backend")
+    if fast is not None:  # llava-hf: answers compared too, and the default image backend
+        line += (f", greedy answers equal; torchvision image backend: pixels within "
+                 f"{fast['max_pixel_difference']:.3g}, answers equal {fast['answers_equal']}")  # fmt: skip
+    print(f"{line} (report: {EXPORT_RECORD})")
     return 0
 
 

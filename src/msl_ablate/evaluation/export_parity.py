@@ -140,6 +140,34 @@ def check_logits(vlm: VisionLanguageModel, model: Any) -> dict[str, float]:
     return gaps
 
 
+def check_mipha(vlm: VisionLanguageModel, folder: Path) -> dict[str, Any]:
+    """Compare a folder in Mipha's layout with the harness on ``probe_set()``: Mipha's forward
+    pass (``evaluation.mipha_reference``) on the harness's prompt tokens, its own image
+    preprocessing, must give the harness's logits.
+
+    Returns:
+        A report: per probe the largest logit difference.
+
+    Raises:
+        ParityError: The first probe whose logits differ.
+    """
+    from msl_ablate.evaluation.mipha_reference import MiphaReference
+
+    reference = MiphaReference(folder)
+    vlm.eval()
+    probes = {}
+    for probe in probe_set():
+        ours = _harness(vlm, probe)
+        ids = ours["input_ids"][0].tolist()
+        slots = [i for i, t in enumerate(ids) if t == vlm.image_token_id]
+        before, after = (ids, []) if not slots else (ids[: slots[0]], ids[slots[-1] + 1 :])
+        with torch.no_grad():
+            theirs = reference.logits(probe.image, before, after)[None]
+            gap, scale = _logit_gap(probe, vlm(**ours).logits, theirs)
+        probes[probe.name] = {"max_logit_difference": gap, "largest_logit": scale}
+    return {"probes": probes, "logit_tolerance": LOGIT_TOLERANCE}
+
+
 def check_export(vlm: VisionLanguageModel, folder: Path) -> dict[str, Any]:
     """Compare the llava-hf folder with the harness on ``probe_set()``.
 

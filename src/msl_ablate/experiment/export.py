@@ -21,7 +21,7 @@ from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-FORMATS = ("llava-hf",)
+FORMATS = ("llava-hf", "mipha")
 EXPORT_RECORD = "msl_ablate_export.json"  # provenance and the gate's measurements
 
 
@@ -64,9 +64,10 @@ def export_run(cfg: DictConfig, out: Path, fmt: str = "llava-hf") -> dict[str, A
     """
     from hydra.utils import get_class
 
-    from msl_ablate.evaluation.export_parity import check_export
+    from msl_ablate.evaluation.export_parity import check_export, check_mipha
     from msl_ablate.models.assemble import resolved_checkpoints
     from msl_ablate.models.llava_hf import export_problem, save_llava_hf
+    from msl_ablate.models.mipha_layout import mipha_problem, save_mipha
 
     if fmt not in FORMATS:
         raise ValueError(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
@@ -76,20 +77,23 @@ def export_run(cfg: DictConfig, out: Path, fmt: str = "llava-hf") -> dict[str, A
     # float32 whatever lm.torch_dtype trained in: bfloat16 weights upcast exactly, and the gate
     # then compares one computation of one model (precision is the loading tool's choice).
     vlm = trained_model(cfg).float()
-    problem = export_problem(vlm)
-    if problem is not None:
-        raise ValueError(f"training {key} cannot be exported to the {fmt} layout: {problem}")
+    problem, save, check = {
+        "llava-hf": (export_problem, save_llava_hf, check_export),
+        "mipha": (mipha_problem, save_mipha, check_mipha),
+    }[fmt]
+    if problem(vlm) is not None:
+        raise ValueError(f"training {key} cannot be exported to the {fmt} layout: {problem(vlm)}")
     tower = get_class(cfg.vision.model_class).from_pretrained(resolved_checkpoints(cfg)["vision"])
     record: dict[str, Any] = {}
 
     def build(folder: Path) -> None:
-        save_llava_hf(vlm, tower, folder)
+        save(vlm, tower, folder)
         log.info("Checking %s against the harness on the parity probes", folder)
         record.update(
             format=fmt,
             training_key=key,
             model={g: cfg[g].name for g in ("vision", "projector", "lm", "strategy")},
-            parity=check_export(vlm, folder),
+            parity=check(vlm, folder),
             exported_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )
         write_json_atomic(folder / EXPORT_RECORD, record)

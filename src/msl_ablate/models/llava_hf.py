@@ -26,7 +26,7 @@ from msl_ablate.models.activations import FUSED_ACTIVATIONS
 from msl_ablate.models.chat_templates import BOS_PREFIX
 from msl_ablate.models.llava_reference import llava_reference, reference_problem
 from msl_ablate.models.vision.hf import HFVisionEncoder
-from msl_ablate.models.vlm import VisionLanguageModel
+from msl_ablate.models.vlm import VisionLanguageModel, merge_lora
 
 # Rewrites llava-hf's content lists into the strings the LM's template (appended) renders:
 # an image item becomes "<image>\n" where it stands, as LLaVA's prompts put it.
@@ -85,19 +85,11 @@ def export_problem(vlm: VisionLanguageModel) -> str | None:
     if getattr(head, "bias", None) is not None:
         return (
             f"the LM head of {vlm.lm.name} has a bias (Phi's does) and LlavaForConditionalGeneration's "
-            "head has none: every logit would change"
+            "head has none: every logit would change (--format mipha writes Mipha's layout)"
         )
     if vlm.vision.image_transform.resize is ResizeStrategy.center_crop:
         return "vision.resize=center_crop rounds sizes differently from transformers' processors"
     return None
-
-
-def _merged_lm(vlm: VisionLanguageModel) -> None:
-    """Merge LoRA adapters into the LM's weights (in place): llava-hf has no adapters."""
-    from peft import PeftModel
-
-    if isinstance(vlm.lm.model, PeftModel):
-        vlm.lm.model = vlm.lm.model.merge_and_unload()
 
 
 def llava_hf_model(
@@ -115,7 +107,7 @@ def llava_hf_model(
     problem = export_problem(vlm)
     if problem is not None:
         raise ValueError(f"cannot export to the llava-hf layout: {problem}")
-    _merged_lm(vlm)
+    merge_lora(vlm)
     model = llava_reference(vlm, full_tower)
     text = model.config.text_config
     unfused = {fused: name for name, fused in FUSED_ACTIVATIONS.items()}

@@ -245,7 +245,10 @@ def read_mipha(folder: Path) -> ReleasedModel:
     lm = AutoModelForCausalLM.from_config(AutoConfig.for_model(MIPHA_LMS[model_type], **text))
     _load_strict(lm, state, where)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    tokenizer.chat_template = MIPHA_PHI_TEMPLATE  # conv_phi_v0: every Mipha eval script's
+    if not isinstance(tokenizer.chat_template, str) or not tokenizer.chat_template:
+        # Mipha's tokenizers have none: its scripts prompt with conv_phi_v0 (an export of ours
+        # keeps the template the run trained with).
+        tokenizer.chat_template = MIPHA_PHI_TEMPLATE
     lm.generation_config.eos_token_id = tokenizer.eos_token_id  # it stops at EOS alone
     images = AutoImageProcessor.from_pretrained(folder, backend="pil")
     return ReleasedModel(

@@ -150,3 +150,11 @@ class VisionLanguageModel(nn.Module):
             eos_token_id=self.lm.stop_token_ids,
             pad_token_id=tok.pad_token_id,
         )
+
+
+def merge_lora(vlm: VisionLanguageModel) -> None:
+    """Merge LoRA adapters into the LM's weights (in place), for layouts that have no adapters."""
+    from peft import PeftModel
+
+    if isinstance(vlm.lm.model, PeftModel):
+        vlm.lm.model = vlm.lm.model.merge_and_unload()
