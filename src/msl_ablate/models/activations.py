@@ -26,3 +26,10 @@ def fuse_activation(config: Any) -> str | None:
         return None
     config.hidden_act = FUSED_ACTIVATIONS[name]
     return name
+
+
+def checkpoint_activation(name: str | None) -> str | None:
+    """The name a checkpoint's config gives the function ``name`` (``fuse_activation`` undone),
+    for configs written out of the harness (exports)."""
+    unfused = {fused: original for original, fused in FUSED_ACTIVATIONS.items()}
+    return unfused.get(name, name)

@@ -22,7 +22,7 @@ from transformers.models.llava.image_processing_pil_llava import LlavaImageProce
 
 from msl_ablate.config.enums import ResizeStrategy
 from msl_ablate.data.tokens import IMAGE_TOKEN
-from msl_ablate.models.activations import FUSED_ACTIVATIONS
+from msl_ablate.models.activations import checkpoint_activation
 from msl_ablate.models.chat_templates import BOS_PREFIX
 from msl_ablate.models.llava_reference import llava_reference, reference_problem
 from msl_ablate.models.vision.hf import HFVisionEncoder
@@ -110,9 +110,8 @@ def llava_hf_model(
     merge_lora(vlm)
     model = llava_reference(vlm, full_tower)
     text = model.config.text_config
-    unfused = {fused: name for name, fused in FUSED_ACTIVATIONS.items()}
-    if getattr(text, "hidden_act", None) in unfused:  # the name its checkpoint gives
-        text.hidden_act = unfused[text.hidden_act]
+    if hasattr(text, "hidden_act"):
+        text.hidden_act = checkpoint_activation(text.hidden_act)
     model.requires_grad_(False)
     tokenizer = vlm.lm.tokenizer
     model.generation_config = GenerationConfig(

@@ -26,7 +26,7 @@ from transformers import (
 )
 
 from msl_ablate.config.enums import ResizeStrategy
-from msl_ablate.models.activations import FUSED_ACTIVATIONS
+from msl_ablate.models.activations import checkpoint_activation
 from msl_ablate.models.projector import MLPProjector
 from msl_ablate.models.released import MIPHA_LMS, MIPHA_TOWERS
 from msl_ablate.models.vision.hf import HFVisionEncoder
@@ -72,8 +72,7 @@ def _config(vlm: VisionLanguageModel, full_tower: nn.Module, depth: int) -> dict
     """Mipha's ``config.json``: the LM's config with the nested ``vision_config``."""
     lm, vision = vlm.lm.model, vlm.vision
     text = lm.config.to_dict()
-    unfused = {fused: name for name, fused in FUSED_ACTIVATIONS.items()}
-    text["hidden_act"] = unfused.get(text.get("hidden_act"), text.get("hidden_act"))
+    text["hidden_act"] = checkpoint_activation(text.get("hidden_act"))
     tower = full_tower.config.to_dict() | {
         "model_type": "mipha_vision_model",
         "mm_vision_select_layer": vision.feature_layer,
