@@ -15,11 +15,10 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForCausalLM, CLIPVisionModel
 
-from msl_ablate.models.released import MIPHA_LMS, MIPHA_TOWERS
+from msl_ablate.models.released import MIPHA_LMS, MIPHA_TOWERS, mipha_state
 
 
 class MiphaReference:
@@ -27,9 +26,7 @@ class MiphaReference:
 
     def __init__(self, folder: Path):
         raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        state = {}
-        for file in sorted(folder.glob("*.safetensors")):
-            state |= load_file(str(file))
+        state = mipha_state(folder)
         tower_config = dict(raw["vision_config"]["vision_tower"])
         self.layer = tower_config.pop("mm_vision_select_layer")
         self.feature = tower_config.pop("mm_vision_select_feature")

@@ -81,8 +81,9 @@ def export_run(cfg: DictConfig, out: Path, fmt: str = "llava-hf") -> dict[str, A
         "llava-hf": (export_problem, save_llava_hf, check_export),
         "mipha": (mipha_problem, save_mipha, check_mipha),
     }[fmt]
-    if problem(vlm) is not None:
-        raise ValueError(f"training {key} cannot be exported to the {fmt} layout: {problem(vlm)}")
+    reason = problem(vlm)
+    if reason is not None:
+        raise ValueError(f"training {key} cannot be exported to the {fmt} layout: {reason}")
     tower = get_class(cfg.vision.model_class).from_pretrained(resolved_checkpoints(cfg)["vision"])
     record: dict[str, Any] = {}
 

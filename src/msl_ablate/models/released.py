@@ -159,7 +159,8 @@ def read_llava_hf(folder: Path) -> ReleasedModel:
     )  # fmt: skip
 
 
-def _mipha_state(folder: Path) -> dict[str, torch.Tensor]:
+def mipha_state(folder: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a Mipha folder's safetensors files, by name."""
     from safetensors.torch import load_file
 
     files = sorted(folder.glob("*.safetensors"))
@@ -228,7 +229,7 @@ def read_mipha(folder: Path) -> ReleasedModel:
     layer = tower_config.pop("mm_vision_select_layer", -2)
     feature = tower_config.pop("mm_vision_select_feature", "patch")
     tower_config.pop("vision_model_name_or_path", None)
-    state = _mipha_state(folder)
+    state = mipha_state(folder)
     tower = _mipha_tower(tower_config, _split(state, "model.vision_tower."), where)
     projector = _split(state, "model.mm_projector.")
     if set(projector) == {"weight", "bias"}:  # linear: a bare nn.Linear
