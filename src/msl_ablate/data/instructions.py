@@ -287,6 +287,6 @@ def corpus(seed: int = 0, n_scenes: int = 3000) -> list[str]:
         for task in TASKS.values():
             turn = task(scene, rng)
             if turn is not None:
-                texts.append(f"{turn[0]} {turn[1]}")
-    texts += [" ".join(write(rng)) for write in TEXT_ONLY_WRITERS.values()]
+                texts.append(f"{turn[0]}\n{turn[1]}")  # an answer starts its line
+    texts += ["\n".join(write(rng)) for write in TEXT_ONLY_WRITERS.values()]
     return texts

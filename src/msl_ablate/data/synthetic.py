@@ -288,6 +288,6 @@ def corpus(seed: int = 0, n_scenes: int = 3000) -> list[str]:
         for writer in QUESTION_WRITERS.values():
             qa = writer(scene, rng)
             if qa is not None:
-                texts.append(f"{qa.question} {qa.answer}")
+                texts.append(f"{qa.question}\n{qa.answer}")  # as the chat template puts it
     texts += [f"{c} {s}" for c in COLOURS for s in SHAPES]
     return texts

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 # Bump when scenes or their rendering change: zoo members pretrained on the world are rebuilt.
-WORLD_VERSION = 2
+WORLD_VERSION = 3
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
@@ -36,7 +36,9 @@ MAX_OBJECTS = 4
 # Natural aspect ratios (width, height) of the canvas, as photos have; the long side is `size`.
 ASPECTS: tuple[tuple[int, int], ...] = ((1, 1), (4, 3), (3, 4), (16, 9))
 TEXTURES: tuple[str, ...] = ("solid", "striped", "dotted")
-WORD_SIZES: dict[str, int] = {"large": 7, "small": 16}  # font height = canvas short side / n
+# Font height = canvas short side / n: large words are legible at 64 px (9-16 px tall), small ones
+# only from about 128 px (6-10 px tall at 64 px, a blur after a 16 px patch embedding).
+WORD_SIZES: dict[str, int] = {"large": 4, "small": 10}
 
 
 @dataclass(frozen=True)

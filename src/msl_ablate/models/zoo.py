@@ -25,11 +25,13 @@ from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-# Version 3: trained on the instruction mix's texts too (data/instructions.py). Its corpus is
+# Version 3: trained on the instruction mix's texts too (data/instructions.py). Version 4: answers
+# start their line, as the chat template renders them, so they are whole tokens ("yes", not
+# "y" + "es"). Its corpus is
 # drawn from the world and the mix, so their versions are part of its identity too
 # (`tokenizer_recipe`): a fresh machine and a warm cache train the same tokenizer or different
 # folders.
-TOKENIZER_PARAMS = {"vocab_size": 512, "corpus_seed": 0, "corpus_scenes": 3000, "version": 3}
+TOKENIZER_PARAMS = {"vocab_size": 512, "corpus_seed": 0, "corpus_scenes": 3000, "version": 4}
 
 
 def tokenizer_recipe() -> dict[str, Any]:
@@ -132,7 +134,7 @@ def save_hf_lm_twin(
 
 # Bump when code under pretrain/ changes what a recipe builds (objectives, corpora, tuning):
 # every member then gets a new folder instead of a stale one being reused.
-RECIPES_VERSION = 1
+RECIPES_VERSION = 2
 
 
 def zoo_inputs() -> dict[str, Any]:

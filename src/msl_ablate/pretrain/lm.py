@@ -44,9 +44,9 @@ def scene_documents(seed: int | str, n: int) -> list[str]:
         for writer in QUESTION_WRITERS.values():
             qa = writer(scene, rng)
             if qa is not None:
-                lines.append(f"{qa.question} {qa.answer}.")
+                lines.append(f"{qa.question}\n{qa.answer}")
         question, answer = TEXT_ONLY_WRITERS[skills[i % len(skills)]](rng)
-        lines.append(f"{question} {answer}.")
+        lines.append(f"{question}\n{answer}")
         docs.append("\n".join(lines))
     return docs
 

@@ -20,6 +20,7 @@ from msl_ablate.data.world import (
     CELLS,
     COLOURS,
     SHAPES,
+    WORDS,
     Scene,
     render_square,
     sample_scene,
@@ -56,11 +57,14 @@ def normalise(images: Sequence, mean: Sequence[float], std: Sequence[float]) -> 
 
 
 def perturb(scene: Scene, rng: random.Random) -> Scene:
-    """A near copy of a scene, one detail changed: a colour, a shape, a cell, or two colours swapped.
+    """A near copy of a scene, one detail changed: the word, a colour, a shape, a cell, or two colours
+    swapped.
 
     Put beside the original in a contrastive batch, its caption differs from the original's in one
     phrase: telling them apart takes binding colour, shape and position, not a bag of colours.
     """
+    if scene.word is not None and rng.random() < 0.2:  # about as often as each other change
+        return dataclasses.replace(scene, word=rng.choice([w for w in WORDS if w != scene.word]))
     objects = list(scene.objects)
     i = rng.randrange(len(objects))
     free = [c for c in range(len(CELLS)) if c not in {o.cell for o in objects} | {scene.word_cell}]

@@ -62,8 +62,10 @@ def _text_height(scene: Scene, size: int) -> int:
     return 0 if len(rows) == 0 else int(rows.max() - rows.min() + 1)
 
 
-def test_small_words_are_a_few_pixels_at_64_and_legible_at_256() -> None:
-    base = Scene((SceneObject("circle", "red", 0),), word="dog", word_cell=3)
+@pytest.mark.parametrize("aspect", [(1, 1), (16, 9)])
+def test_large_words_are_legible_at_64_and_small_ones_only_from_128(aspect) -> None:
+    base = Scene((SceneObject("circle", "red", 0),), word="dog", word_cell=3, aspect=aspect)
     small, large = (dataclasses.replace(base, word_size=s) for s in ("small", "large"))
-    assert _text_height(small, 64) <= 4 < _text_height(large, 64)
-    assert _text_height(small, 256) >= 8  # the resolution axis decides whether it can be read
+    assert _text_height(small, 64) <= 4 and _text_height(large, 64) >= 8  # the demo's 64 px
+    assert _text_height(small, 128) >= 5  # the resolution axis decides whether it can be read
+    assert _text_height(small, 256) >= 2 * _text_height(small, 128) - 2

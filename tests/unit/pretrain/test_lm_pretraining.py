@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoTokenizer
 
 from msl_ablate.models.lm import build_causal_lm
 from msl_ablate.models.zoo import ensure_tokenizer, new_lm_twin
@@ -36,9 +37,22 @@ def test_causal_lm_loss_falls_in_a_few_steps(zoo: Path) -> None:
     assert sum(losses[-3:]) / 3 < losses[0] - 0.5, losses
 
 
-def test_pack_rejects_a_corpus_shorter_than_a_row(zoo: Path) -> None:
-    from transformers import AutoTokenizer
+def test_answers_are_whole_tokens_where_the_chat_template_puts_them(zoo: Path) -> None:
+    # The template starts an answer on its own line; a tokenizer that only saw " yes" would
+    # split it into pieces the LM never met in pretraining ("y" + "es").
+    tokenizer = AutoTokenizer.from_pretrained(ensure_tokenizer(zoo))
+    messages = [
+        {"role": "user", "content": "Is there a red circle?"},
+        {"role": "assistant", "content": "{}"},
+    ]
+    for answer in ("yes", "no", "Yes", "No", "red", "circle", "cat", "A", "D", "2"):
+        text = tokenizer.apply_chat_template(messages, tokenize=False).replace("{}", answer)
+        tokens = tokenizer.tokenize(text)
+        start = tokens.index("<|assistant|>") + 2  # after the role and its newline
+        assert tokens[start : start + 2] == [answer, "<|end|>"], tokens[start:]
 
+
+def test_pack_rejects_a_corpus_shorter_than_a_row(zoo: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(ensure_tokenizer(zoo))
     with pytest.raises(ValueError, match="fewer than one row of 4096"):
         pack(tokenizer, ["A red circle."], seq_len=4096)
