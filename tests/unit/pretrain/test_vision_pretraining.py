@@ -54,8 +54,9 @@ def test_loss_falls_within_a_few_steps(objective: str, zoo: Path) -> None:
     torch.manual_seed(0)
     loss_fn = OBJECTIVES[objective](cls(cls.config_class(**config)), zoo)
     batches = scene_batches(random.Random(0), 16, 32, MEAN, MEAN, loss_fn.hard_negatives)
-    losses = optimise(loss_fn, batches, steps=20, lr=3e-3)
-    assert sum(losses[-3:]) / 3 < losses[0] * 0.97, losses  # measured: 0.36 to 0.94
+    # At lr 3e-3, CLIP sat at its chance level (ln 16) after 20 steps on world v3's scenes.
+    losses = optimise(loss_fn, batches, steps=20, lr=1e-3)
+    assert sum(losses[-3:]) / 3 < losses[0] * 0.97, losses  # measured: 0.68 to 0.90
 
 
 def _build(out: Path, zoo: Path, seed: int = 0, objective: str = "siglip") -> torch.nn.Module:
