@@ -36,8 +36,8 @@ MAX_OBJECTS = 4
 # Natural aspect ratios (width, height) of the canvas, as photos have; the long side is `size`.
 ASPECTS: tuple[tuple[int, int], ...] = ((1, 1), (4, 3), (3, 4), (16, 9))
 TEXTURES: tuple[str, ...] = ("solid", "striped", "dotted")
-# Font height = canvas short side / n: large words are legible at 64 px (9-16 px tall), small ones
-# only from about 128 px (6-10 px tall at 64 px, a blur after a 16 px patch embedding).
+# Font height = canvas short side / n: large words are legible at 64 px (9-16 px fonts), small ones
+# only from about 128 px (5-12 px fonts; 3-6 px at 64 px, a blur after a 16 px patch embedding).
 WORD_SIZES: dict[str, int] = {"large": 4, "small": 10}
 
 

@@ -27,10 +27,9 @@ log = get_logger(__name__)
 
 # Version 3: trained on the instruction mix's texts too (data/instructions.py). Version 4: answers
 # start their line, as the chat template renders them, so they are whole tokens ("yes", not
-# "y" + "es"). Its corpus is
-# drawn from the world and the mix, so their versions are part of its identity too
-# (`tokenizer_recipe`): a fresh machine and a warm cache train the same tokenizer or different
-# folders.
+# "y" + "es"). Its corpus is drawn from the world and the mix, so their versions are part of its
+# identity too (`tokenizer_recipe`): a fresh machine and a warm cache train the same tokenizer or
+# different folders.
 TOKENIZER_PARAMS = {"vocab_size": 512, "corpus_seed": 0, "corpus_scenes": 3000, "version": 4}
 
 
