@@ -9,7 +9,9 @@ stream (seeded by an int; the suite's streams are seeded by strings, so none is 
 * ``vqa`` (VQAv2), ``gqa`` (relations), ``ocr`` (TextVQA), ``pope`` (object existence, negatives
   absent at random or adversarial: same colour or same shape as a present object): the short-
   answer suffix, one word answers;
-* ``mme``: "Please answer yes or no." questions answered ``Yes``/``No``;
+* ``mme``: "Please answer yes or no." questions, answered ``yes``/``no`` in lower case as every
+  other yes/no of the mix (VQAv2's answers are lower case): with MME's ``Yes``/``No`` the tiny LM
+  learns two answer pairs for one skill, and the grounding of either comes later (docs/zoo.md);
 * ``sqa`` (ScienceQA: a context, 2-4 options) and ``mmbench`` (4 options): option letters;
 * ``caption``: a full description (LLaVA's detailed captions, MM-Vet's open answers);
 * some records hold two or three of these about one image (multi-turn), and some have no image
@@ -60,7 +62,8 @@ from msl_ablate.data.tokens import IMAGE_TOKEN
 from msl_ablate.data.world import CELLS, COLOURS, SHAPES, WORDS, WORLD_VERSION, Scene, sample_scene
 
 # Bump when the mix's output changes for the same arguments: cached datasets are rebuilt.
-MIX_VERSION = 2
+# 3: MME's and the text-only yes/no answers in lower case.
+MIX_VERSION = 3
 # One turn: (question as the user writes it, answer).
 Turn = tuple[str, str]
 Task = Callable[[Scene, random.Random], Turn | None]
@@ -113,7 +116,7 @@ def task_mme(scene: Scene, rng: random.Random) -> Turn | None:
     if pair is None:
         return None
     yes = rng.random() < 0.5
-    return _short(pair[0 if yes else 1] + MME_SUFFIX), "Yes" if yes else "No"
+    return _short(pair[0 if yes else 1] + MME_SUFFIX), "yes" if yes else "no"
 
 
 def task_sqa(scene: Scene, rng: random.Random) -> Turn | None:
@@ -156,7 +159,7 @@ def text_listed(rng: random.Random) -> Turn:
         else rng.choice([v for v in pool if v not in listed])
     )
     question = f"The {kind}s are: {', '.join(listed)}. Is {asked} one of them?{MME_SUFFIX}"
-    return question, "Yes" if asked in listed else "No"
+    return question, "yes" if asked in listed else "no"
 
 
 def text_sqa(rng: random.Random) -> Turn:

@@ -45,7 +45,7 @@ def test_answers_are_whole_tokens_where_the_chat_template_puts_them(zoo: Path) -
         {"role": "user", "content": "Is there a red circle?"},
         {"role": "assistant", "content": "{}"},
     ]
-    for answer in ("yes", "no", "Yes", "No", "red", "circle", "cat", "A", "D", "2"):
+    for answer in ("yes", "no", "red", "circle", "cat", "A", "D", "2"):
         text = tokenizer.apply_chat_template(messages, tokenize=False).replace("{}", answer)
         tokens = tokenizer.tokenize(text)
         start = tokens.index("<|assistant|>") + 2  # after the role and its newline
