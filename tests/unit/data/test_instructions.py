@@ -56,7 +56,7 @@ def test_pope_negatives_are_absent_and_half_of_them_adversarial() -> None:
 
 def test_every_yes_or_no_of_the_mix_is_one_pair_of_words(tmp_path: Path) -> None:
     # Measured (docs/zoo.md): with MME's answers capitalised, POPE plus MME records left the tiny
-    # demo model at chance after 1500 steps; with one pair it began to ground them by step 600.
+    # demo model at chance after 1500 steps; with one pair, one seed of two grounded them by 600.
     root = generate_instruction_mix(tmp_path, **SMALL, text_only_prob=0.3)
     records = json.loads((root / "instruct.json").read_text())
     answers = [t["value"] for r in records for t in r["conversations"] if t["from"] == "gpt"]
