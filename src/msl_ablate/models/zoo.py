@@ -131,6 +131,12 @@ def save_hf_lm_twin(
     tokenizer.save_pretrained(out_dir)
 
 
+# Every twin is built on this many intra-op threads, whatever the run's num_threads: the thread
+# count changes the order of float sums, so a member built on 1 thread differs from one built on
+# 2 under the same key (measured: tiny_siglip_64's weights by up to 4e-3, and the demo's table
+# with them). Two suit the tiny recipes on any machine.
+BUILD_THREADS = 2
+
 # Bump when code under pretrain/ changes what a recipe builds (objectives, corpora, tuning):
 # every member then gets a new folder instead of a stale one being reused.
 RECIPES_VERSION = 2
@@ -211,8 +217,13 @@ def resolve_checkpoint(
     def build(out: Path) -> None:
         # Twin builders seed their own init; the caller's RNG stream must not depend on
         # whether a twin was already cached (or runs would differ between first and later).
-        with torch.random.fork_rng(devices=[]):
-            instantiate(twin, out_dir=out, zoo_dir=zoo_dir, _convert_="all")
+        threads = torch.get_num_threads()
+        torch.set_num_threads(BUILD_THREADS)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                instantiate(twin, out_dir=out, zoo_dir=zoo_dir, _convert_="all")
+        finally:
+            torch.set_num_threads(threads)
 
     # One builder per member: a second process (another job of a sweep) waits, then loads it.
     with hold(dest.with_name(f".{dest.name}.lock"), f"zoo member {dest.name}"):

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import open_dict
+from safetensors.torch import load_file
 
 from msl_ablate.cli import main
 from msl_ablate.config.compose import config_dir
@@ -62,3 +64,22 @@ def test_zoo_names_an_unknown_recipe(capsys) -> None:
 
 def test_recipes_live_under_conf_zoo() -> None:
     assert (config_dir() / "zoo" / "lm" / "tiny_phi.yaml").is_file()
+
+
+def test_a_member_is_the_same_whatever_the_callers_thread_count(make_cfg, tmp_path) -> None:
+    # Without a fixed build thread count the 1-thread build differed (float sums reordered).
+    cfg = make_cfg("vision=tiny_siglip")
+    before = torch.get_num_threads()
+    weights = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            zoo = tmp_path / f"zoo{threads}"
+            folder = Path(resolve_checkpoint(cfg.vision, True, zoo, 3))
+            assert torch.get_num_threads() == threads  # the caller's count is back
+            weights.append(load_file(folder / "model.safetensors"))
+    finally:
+        torch.set_num_threads(before)
+    one, two = weights
+    assert one.keys() == two.keys()
+    assert all(torch.equal(one[k], two[k]) for k in one)
