@@ -42,7 +42,7 @@ demo: $(STAMP)
 	$(BIN)/msl-ablate train preset=demo
 
 zoo: $(STAMP)
-	$(BIN)/msl-ablate zoo build num_threads=2
+	$(BIN)/msl-ablate zoo build
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
@@ -77,7 +77,7 @@ SWEEP := $(BIN)/msl-ablate train -m --config-dir sweeps --config-name
 REPORT := $(BIN)/msl-ablate report
 # $(call figure,SWEEP): the zoo members its jobs use (once; cached: parallel jobs would otherwise
 # wait for each other's pretraining), the sweep, its report.
-figure = $(BIN)/msl-ablate zoo build --sweep $(1) num_threads=$$(nproc) $(ARGS) && \
+figure = $(BIN)/msl-ablate zoo build --sweep $(1) $(ARGS) && \
 	$(SWEEP) $(1) $(LAUNCHER) $(ARGS) && $(REPORT) $(1) $(ARGS)
 fig2: $(STAMP)
 	$(call figure,fig2_lm)

@@ -57,12 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"msl-ablate zoo: {err}", file=sys.stderr)
         return 2
-    import torch
-
     from msl_ablate.pretrain import members as zoo
 
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
+    # No num_threads here: every build runs on models.zoo.BUILD_THREADS, so members are the same.
     only = [n for n in args.only.split(",") if n] or None
     if args.sweep:
         try:
