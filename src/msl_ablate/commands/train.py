@@ -14,7 +14,7 @@ from typing import Any
 from hydra._internal.utils import _run_hydra, get_args_parser
 from omegaconf import DictConfig
 
-from msl_ablate.config.compose import absolutize_paths, config_dir
+from msl_ablate.config.compose import absolutize_paths, config_dir, order_stages
 from msl_ablate.config.schema import register_schemas
 from msl_ablate.experiment.checks import check
 from msl_ablate.utils.errors import ConfigError, DataError
@@ -36,6 +36,7 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=r".*treespec, LeafSpec.*")
     absolutize_paths(cfg)
+    order_stages(cfg)
     check(cfg)
     from msl_ablate.experiment.run import run  # torch and Lightning load only for a valid config
 

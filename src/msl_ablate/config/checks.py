@@ -9,6 +9,7 @@ when ``training.strategy.apply_stage`` runs, with the same kind of message.
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
@@ -17,9 +18,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from msl_ablate.config.batching import accumulation_problem, world_size
 from msl_ablate.config.components import components
-from msl_ablate.config.enums import LORA_MODES, STAGE_NAMES, Mode
+from msl_ablate.config.enums import LORA_MODES, Mode
 from msl_ablate.config.schema import LoraConfig
 from msl_ablate.utils.errors import ConfigError
+
+STAGE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 ALLOWED_MODES = {
     "vision": {Mode.frozen, Mode.full, Mode.partial},
@@ -97,8 +100,9 @@ def _optimizer_problems(where: str, stage: DictConfig) -> list[str]:
 def _stage_problems(key: str, stage: DictConfig, cfg: DictConfig) -> list[str]:
     where = f"strategy.stages.{key}"
     problems = []
-    if key not in STAGE_NAMES:
-        problems.append(f"{where}: stage names are {list(STAGE_NAMES)}, got {key!r}")
+    if not STAGE_NAME.fullmatch(key):
+        # It names metrics (<stage>/<benchmark>/...), MLflow tags and log lines.
+        problems.append(f"{where}: a stage name is lower case letters, digits and _, got {key!r}")
     if stage.name != key:
         problems.append(f"{where}.name must equal its key {key!r}, got {stage.name!r}")
     if stage.split not in cfg.data.files:
@@ -216,7 +220,7 @@ def check_config(cfg: DictConfig, more: Iterable[str] = ()) -> None:
     """
     problems: list[str] = []
     if not cfg.strategy.stages:
-        problems.append("strategy.stages is empty; define at least one of align, finetune")
+        problems.append("strategy.stages is empty; define at least one stage (align, finetune)")
     for key, stage in cfg.strategy.stages.items():
         problems += _stage_problems(key, stage, cfg)
     problems += _lm_sequence_problems(cfg)

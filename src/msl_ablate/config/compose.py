@@ -106,7 +106,7 @@ def compose(
     """
     overrides = list(overrides or [])
     try:
-        return _compose(overrides, config_name, extra_dir and Path(extra_dir), hydra)
+        cfg = _compose(overrides, config_name, extra_dir and Path(extra_dir), hydra)
     except (HydraException, OmegaConfBaseException) as err:
         message = "; ".join(str(e).strip() for e in _chain(err) if str(e).strip())
         key = _bad_key(err)
@@ -116,6 +116,26 @@ def compose(
                 where = key.rsplit(".", 1)[0] if "." in key else "the root config"
                 message = f"unknown key '{key}'. Valid keys in {where}: {', '.join(valid)}"
         raise ConfigError(message) from err
+    order_stages(cfg)
+    return cfg
+
+
+def order_stages(cfg: DictConfig) -> None:
+    """Put ``strategy.stages`` in ``strategy.order`` (when set), the order every stage loop uses.
+
+    Raises:
+        ConfigError: ``strategy.order`` does not name each stage exactly once.
+    """
+    strategy = cfg.get("strategy")
+    order = None if strategy is None else strategy.get("order")
+    if order is None:
+        return
+    if sorted(order) != sorted(strategy.stages):
+        raise ConfigError(
+            f"strategy.order={list(order)} must name each stage of strategy.stages once: "
+            f"{list(strategy.stages)}"
+        )
+    strategy.stages = {name: strategy.stages[name] for name in order}
 
 
 def absolutize_paths(cfg: DictConfig) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from enum import Enum
 
-STAGE_NAMES = ("align", "finetune")  # the stages a strategy may define, in run order
 COMPONENTS = ("vision", "projector", "lm")
 
 

@@ -155,7 +155,7 @@ class StageConfig:
     """One training stage. Defaults are AdamW's; the reference recipe's values are spelled out
     in ``conf/strategy/align_then_finetune.yaml``, which every strategy preset builds on."""
 
-    name: str = MISSING  # align | finetune (equal to its key under strategy.stages)
+    name: str = MISSING  # align, finetune, ... (equal to its key under strategy.stages)
     split: str = MISSING  # a key of data.files
     max_steps: int = MISSING
     batch_size: int = 32  # samples per forward pass on each device
@@ -190,6 +190,9 @@ class StageConfig:
 class StrategyConfig:
     name: str = MISSING
     stages: dict[str, StageConfig] = field(default_factory=dict)  # run in this order
+    # The stages' run order where it is not the order above: a preset that adds a stage between
+    # two others needs it, since a merge appends new keys (conf/preset/demo.yaml's read stage).
+    order: list[str] | None = None
 
 
 @dataclass

@@ -22,6 +22,10 @@ stream (seeded by an int; the suite's streams are seeded by strings, so none is 
   the benchmark records (1500 steps), and picked the matching option 47 times in 100 (chance
   ~27) after 600 steps with these records; as a share of the mix, more is not better
   (docs/architecture.md).
+
+Stage splits (``stage_splits``) are further splits of single-turn records of chosen tasks, for a
+stage of their own before the finetune (a curriculum, as the demo's ``read`` stage): their words
+are legible at the images' size, so every record can be answered from its image.
 """
 
 from __future__ import annotations
@@ -53,13 +57,23 @@ from msl_ablate.data.synthetic import (
     CHOICE_SUFFIX,
     QUESTION_WRITERS,
     SHORT_ANSWER_PROMPT,
+    SPLIT_FILES,
     ask_word,
     caption,
     write_dataset,
 )
 from msl_ablate.data.synthetic import corpus as base_corpus
 from msl_ablate.data.tokens import IMAGE_TOKEN
-from msl_ablate.data.world import CELLS, COLOURS, SHAPES, WORDS, WORLD_VERSION, Scene, sample_scene
+from msl_ablate.data.world import (
+    CELLS,
+    COLOURS,
+    SHAPES,
+    WORDS,
+    WORLD_VERSION,
+    Scene,
+    legible,
+    sample_scene,
+)
 
 # Bump when the mix's output changes for the same arguments: cached datasets are rebuilt.
 # 3: MME's and the text-only yes/no answers in lower case.
@@ -207,6 +221,7 @@ def generate_instruction_mix(
     multi_turn_prob: float = 0.15,
     text_only_prob: float = 0.03,
     max_objects: int = 4,
+    stage_splits: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
     """Write the instruction mix under ``root`` unless an identical one is there.
 
@@ -223,12 +238,16 @@ def generate_instruction_mix(
             questions (``SHORT_TASKS``) about the same image.
         text_only_prob: Probability that an instruct record has no image (``TEXT_ONLY_WRITERS``).
         max_objects: Largest number of shapes per scene.
+        stage_splits: Split name -> ``{n: records, tasks: {task: weight}}``: single-turn records
+            of those tasks, on scenes whose word is legible at ``image_size``, written to
+            ``<name>.json`` (for a stage of their own, e.g. the demo's ``read``).
 
     Returns:
         The root folder.
 
     Raises:
-        ValueError: An unknown task or a weight below zero.
+        ValueError: An unknown task, a weight below zero, or a stage split that is malformed or
+            named like a split of the mix.
     """
     weights = dict(tasks) if tasks is not None else dict.fromkeys(TASKS, 1.0)
     unknown = sorted(set(weights) - set(TASKS))
@@ -238,6 +257,7 @@ def generate_instruction_mix(
             f"tasks: {sorted(TASKS)}"
         )
     names = sorted(weights)
+    staged = _stage_split_weights(stage_splits or {})
     # Held-out records ask for short answers (exact match); captions are graded elsewhere.
     active = [t for t in names if weights[t] > 0]
     eval_tasks = [t for t in active if t != "caption"] or active
@@ -247,6 +267,8 @@ def generate_instruction_mix(
         "multi_turn_prob": multi_turn_prob, "text_only_prob": text_only_prob,
         "max_objects": max_objects, "version": MIX_VERSION, "world": WORLD_VERSION,
     }  # fmt: skip
+    if staged:  # only when set, so that the manifests of mixes without them stay valid
+        params["stage_splits"] = {k: {"n": n, "tasks": w} for k, (n, w) in staged.items()}
 
     def make(split: str, i: int, rng: random.Random) -> tuple[Scene | None, dict[str, Any]]:
         if split == "captions":
@@ -257,6 +279,15 @@ def generate_instruction_mix(
             turn = TEXT_ONLY_WRITERS[kind](rng)
             record = {"conversations": _conversation([turn], False), "question_type": "text"}
             return None, record | {"text_skill": kind}
+        if split in staged:
+            tasks = staged[split][1]
+            task = rng.choices(sorted(tasks), weights=[tasks[t] for t in sorted(tasks)])[0]
+            write = TASKS[task]
+            scene, turn = draw(
+                rng, lambda s, r: write(s, r) if legible(s, image_size) else None, max_objects
+            )
+            record = {"conversations": _conversation([turn], True), "question_type": task}
+            return scene, record | {"answer": turn[1]}
         if split == "eval":
             task = eval_tasks[i % len(eval_tasks)]
         else:
@@ -274,7 +305,32 @@ def generate_instruction_mix(
         return scene, record | {"answer": turns[-1][1]}
 
     counts = {"captions": n_captions, "instruct": n_instruct, "eval": n_eval}
+    counts |= {name: n for name, (n, _) in staged.items()}
     return write_dataset(root, params, counts, make, seed, image_size)
+
+
+def _stage_split_weights(
+    stage_splits: dict[str, dict[str, Any]],
+) -> dict[str, tuple[int, dict[str, float]]]:
+    """``stage_splits`` checked: name -> (records, task weights)."""
+    out = {}
+    for name, spec in stage_splits.items():
+        where = f"data.generator.stage_splits.{name}"
+        if name in SPLIT_FILES:
+            raise ValueError(f"{where}: {name!r} is a split of the mix; pick another name")
+        spec = dict(spec)
+        tasks = dict(spec.get("tasks") or {})
+        unknown = sorted(set(tasks) - set(TASKS))
+        bad_n = not isinstance(spec.get("n"), int) or spec["n"] < 1
+        if set(spec) - {"n", "tasks"} or bad_n or unknown or not any(tasks.values()):
+            raise ValueError(
+                f"{where}: expected {{n: records >= 1, tasks: {{task: weight}}}} with tasks "
+                f"from {sorted(TASKS)} and a positive weight, got {spec}"
+            )
+        if any(w < 0 for w in tasks.values()):
+            raise ValueError(f"{where}.tasks: weights must be >= 0, got {tasks}")
+        out[name] = (spec["n"], {t: float(w) for t, w in sorted(tasks.items()) if w > 0})
+    return out
 
 
 def corpus(seed: int = 0, n_scenes: int = 3000) -> list[str]:

@@ -230,7 +230,8 @@ def write_dataset(
     Args:
         root: Output folder; ``manifest.json`` (written last) records ``params``.
         params: The generator's arguments (with its version): the cache key.
-        counts: Records per split (``captions``, ``instruct``, ``eval``).
+        counts: Records per split (``captions``, ``instruct``, ``eval``; another split is
+            written to ``<split>.json``).
         make: Draws record ``i`` of a split from the one random generator.
         seed: Seed of that generator.
         image_size: Side of the square PNG images.
@@ -256,7 +257,7 @@ def _write_dataset(
     log.info("Generating synthetic dataset in %s (%s)", root, params)
     rng = random.Random(seed)
     (root / "images").mkdir(parents=True, exist_ok=True)
-    splits: dict[str, list[dict]] = {name: [] for name in SPLIT_FILES}
+    splits: dict[str, list[dict]] = {name: [] for name in [*SPLIT_FILES, *counts]}
     with tqdm(total=sum(counts.values()), desc="synthetic images", unit="img") as bar:
         for split, n in counts.items():
             for i in range(n):
@@ -269,7 +270,7 @@ def _write_dataset(
                 splits[split].append(record | fields)
                 bar.update()
     for split, records in splits.items():
-        write_json_atomic(root / SPLIT_FILES[split], records, indent=None)
+        write_json_atomic(root / SPLIT_FILES.get(split, f"{split}.json"), records, indent=None)
     # The manifest goes last: its presence means the folder is complete.
     write_json_atomic(manifest, {"params": params, "hash": stable_hash(params)})
     return root

@@ -39,6 +39,10 @@ TEXTURES: tuple[str, ...] = ("solid", "striped", "dotted")
 # Font height = canvas short side / n: large words are legible at 64 px (9-16 px fonts), small ones
 # only from about 128 px (5-12 px fonts; 3-6 px at 64 px, a blur after a 16 px patch embedding).
 WORD_SIZES: dict[str, int] = {"large": 4, "small": 10}
+# The smallest font (px) a word is asked about where a record must be answerable from the image
+# (generate_instruction_mix's stage splits): every large word at 64 px, small ones at 128 px
+# except on 16:9 canvases.
+MIN_LEGIBLE_PX = 8
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,16 @@ def _texture(
     return layer
 
 
+def word_font_px(scene: Scene, size: int) -> int:
+    """Font height in pixels of the scene's word when drawn with long side ``size``."""
+    return max(3, min(canvas_size(scene, size)) // WORD_SIZES[scene.word_size])
+
+
+def legible(scene: Scene, size: int) -> bool:
+    """Whether the scene's word (if any) can be read when drawn with long side ``size``."""
+    return scene.word is None or word_font_px(scene, size) >= MIN_LEGIBLE_PX
+
+
 def render_scene(scene: Scene, size: int = 64) -> Image.Image:
     """Draw a scene as an RGB image whose long side is ``size`` pixels, at the scene's aspect."""
     width, height = canvas_size(scene, size)
@@ -200,7 +214,7 @@ def render_scene(scene: Scene, size: int = 64) -> Image.Image:
             draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=255)
         image.paste(_texture(obj, box, (width, height)), (0, 0), mask)
     if scene.word is not None and scene.word_cell is not None:
-        font = ImageFont.load_default(size=max(3, short // WORD_SIZES[scene.word_size]))
+        font = ImageFont.load_default(size=word_font_px(scene, size))
         x = (scene.word_cell % 2) * half_w + width / 16
         y = (scene.word_cell // 2) * half_h + half_h / 3
         ImageDraw.Draw(image).text((x, y), scene.word, fill=(20, 20, 20), font=font)

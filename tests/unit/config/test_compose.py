@@ -58,3 +58,18 @@ def test_cli_reports_config_errors_without_traceback(capsys):
 
 def test_conf_dir_is_the_repository_conf():
     assert Path(__file__).resolve().parents[3] / "conf" == CONF_DIR
+
+
+def test_strategy_order_puts_a_preset_stage_between_two_others():
+    cfg = compose(["preset=demo", "strategy=vfrozen_lmlora"])
+    assert list(cfg.strategy.stages) == ["align", "read", "finetune"]
+    # The demo's read stage trains what the strategy's finetune trains.
+    assert cfg.strategy.stages.read.lm.mode == cfg.strategy.stages.finetune.lm.mode == "lora"
+    assert list(compose(["preset=demo", "strategy.order=null"]).strategy.stages)[-1] == "read"
+
+
+def test_a_strategy_order_that_misses_a_stage_names_both():
+    with pytest.raises(
+        ConfigError, match=r"strategy.order=\['align', 'finetune'\] must name .*read"
+    ):
+        compose(["preset=demo", "strategy.order=[align,finetune]"])

@@ -20,7 +20,7 @@ from msl_ablate.data.instructions import (
 )
 from msl_ablate.data.synthetic import CHOICE_SUFFIX, SHORT_ANSWER_PROMPT
 from msl_ablate.data.tokens import IMAGE_TOKEN
-from msl_ablate.data.world import sample_scene
+from msl_ablate.data.world import WORDS, sample_scene
 
 SMALL = {"n_captions": 4, "n_instruct": 120, "n_eval": 14}
 
@@ -120,6 +120,38 @@ def test_the_held_out_split_asks_short_answers_in_equal_shares(tmp_path: Path) -
 def test_unknown_tasks_name_the_key_and_the_valid_tasks(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"data.generator.tasks: unknown \['nope'\].*caption"):
         generate_instruction_mix(tmp_path, tasks={"nope": 1.0}, **SMALL)
+
+
+def test_a_stage_split_holds_its_tasks_and_leaves_the_mix_as_it_was(tmp_path: Path) -> None:
+    plain = generate_instruction_mix(tmp_path / "plain", seed=2, **SMALL)
+    staged = generate_instruction_mix(
+        tmp_path / "staged", seed=2, stage_splits={"read": {"n": 30, "tasks": {"ocr": 1}}}, **SMALL
+    )
+    for split in ("captions.json", "instruct.json", "eval.json"):
+        assert (plain / split).read_text() == (staged / split).read_text()
+    records = json.loads((staged / "read.json").read_text())
+    assert len(records) == 30 and {r["question_type"] for r in records} == {"ocr"}
+    assert all(len(r["conversations"]) == 2 and r["answer"] in WORDS for r in records)
+    assert all((staged / r["image"]).is_file() for r in records)
+    manifest = json.loads((staged / "manifest.json").read_text())["params"]
+    assert manifest["stage_splits"] == {"read": {"n": 30, "tasks": {"ocr": 1.0}}}
+    assert "stage_splits" not in json.loads((plain / "manifest.json").read_text())["params"]
+
+
+@pytest.mark.parametrize(
+    ("splits", "error"),
+    [
+        (
+            {"eval": {"n": 5, "tasks": {"ocr": 1}}},
+            r"stage_splits.eval: 'eval' is a split of the mix",
+        ),
+        ({"read": {"n": 0, "tasks": {"ocr": 1}}}, r"stage_splits.read: expected .*got"),
+        ({"read": {"n": 5, "tasks": {"nope": 1}}}, r"stage_splits.read: expected .*caption"),
+    ],
+)
+def test_a_malformed_stage_split_names_its_key(tmp_path: Path, splits, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        generate_instruction_mix(tmp_path, stage_splits=splits, **SMALL)
 
 
 def test_the_tokenizer_corpus_covers_the_instructions() -> None:

@@ -15,6 +15,7 @@ from msl_ablate.data.world import (
     Scene,
     SceneObject,
     canvas_size,
+    legible,
     render_scene,
     render_square,
     sample_scene,
@@ -69,3 +70,12 @@ def test_large_words_are_legible_at_64_and_small_ones_only_from_128(aspect) -> N
     assert _text_height(small, 64) <= 4 and _text_height(large, 64) >= 8  # the demo's 64 px
     assert _text_height(small, 128) >= 5  # the resolution axis decides whether it can be read
     assert _text_height(small, 256) >= 2 * _text_height(small, 128) - 2
+
+
+def test_legible_follows_the_rendered_text_height() -> None:
+    base = Scene((SceneObject("circle", "red", 0),), word="dog", word_cell=3)
+    small, large = (dataclasses.replace(base, word_size=s) for s in ("small", "large"))
+    wide_small = dataclasses.replace(small, aspect=(16, 9))
+    assert legible(large, 64) and not legible(small, 64)
+    assert legible(small, 128) and not legible(wide_small, 128) and legible(wide_small, 256)
+    assert legible(dataclasses.replace(base, word=None, word_cell=None), 8)  # nothing to read
