@@ -21,7 +21,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_a_sweep_runs_one_job_per_point_and_tracks_each(cli, tmp_path: Path, tiny_overrides):
-    sweep = [*tiny_overrides, "eval.benchmarks=[pope]", "projector=linear,mlp2x_gelu", "seed=0"]
+    # The demo preset's read stage and its split, as small as the rest.
+    demo = ["strategy.stages.read.max_steps=2", "data.generator.stage_splits.read.n=8"]
+    sweep = [*tiny_overrides, *demo, "eval.benchmarks=[pope]", "projector=linear,mlp2x_gelu",
+             "seed=0"]  # fmt: skip
     out = cli(
         ["train", "-m", "--config-dir", str(REPO / "sweeps"), "--config-name", "demo_projector",
          *sweep],
@@ -38,6 +41,7 @@ def test_a_sweep_runs_one_job_per_point_and_tracks_each(cli, tmp_path: Path, tin
     assert sorted(r.data.tags["benchmark"] for r in evaluations) == ["eval", "eval", "pope", "pope"]
     assert all("finetune/eval/exact_match" in r.data.metrics for r in evaluations
                if r.data.tags["benchmark"] == "eval")  # fmt: skip
+    assert all("read/train/loss" in r.data.metrics for r in trainings)
     df = pd.read_csv(tmp_path / "results" / "store.csv")
     assert df.groupby("benchmark")["training_key"].nunique().to_dict() == {"eval": 2, "pope": 2}
 
