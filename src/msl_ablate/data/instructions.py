@@ -279,20 +279,12 @@ def generate_instruction_mix(
             turn = TEXT_ONLY_WRITERS[kind](rng)
             record = {"conversations": _conversation([turn], False), "question_type": "text"}
             return None, record | {"text_skill": kind}
-        if split in staged:
-            tasks = staged[split][1]
-            task = rng.choices(sorted(tasks), weights=[tasks[t] for t in sorted(tasks)])[0]
-            write = TASKS[task]
-            scene, turn = draw(
-                rng, lambda s, r: write(s, r) if legible(s, image_size) else None, max_objects
-            )
-            record = {"conversations": _conversation([turn], True), "question_type": task}
-            return scene, record | {"answer": turn[1]}
         if split == "eval":
             task = eval_tasks[i % len(eval_tasks)]
         else:
-            task = rng.choices(names, weights=[weights[t] for t in names])[0]
-        scene, turn = draw(rng, TASKS[task], max_objects)
+            task = _pick(rng, staged[split][1] if split in staged else weights)
+        write = _legible_only(TASKS[task], image_size) if split in staged else TASKS[task]
+        scene, turn = draw(rng, write, max_objects)
         turns = [turn]
         if split == "instruct" and rng.random() < multi_turn_prob:
             # Follow-ups are short questions (VQAv2/GQA-like), as most of LLaVA's turns are.
@@ -307,6 +299,17 @@ def generate_instruction_mix(
     counts = {"captions": n_captions, "instruct": n_instruct, "eval": n_eval}
     counts |= {name: n for name, (n, _) in staged.items()}
     return write_dataset(root, params, counts, make, seed, image_size)
+
+
+def _legible_only(task: Task, image_size: int) -> Task:
+    """``task`` on scenes whose word is legible at ``image_size`` (None on the others, redrawn)."""
+    return lambda scene, rng: task(scene, rng) if legible(scene, image_size) else None
+
+
+def _pick(rng: random.Random, weights: dict[str, float]) -> str:
+    """A task drawn by weight (names sorted, so the draw is independent of dict order)."""
+    names = sorted(weights)
+    return rng.choices(names, weights=[weights[t] for t in names])[0]
 
 
 def _stage_split_weights(
