@@ -53,7 +53,7 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests
 
 test: lint
-	$(BIN)/python -m pytest -m "$(PYTEST_MARKERS)"
+	$(BIN)/python -m pytest -m "$(PYTEST_MARKERS)" --durations=15
 
 test-all: lint
 	$(BIN)/python -m pytest -m "not gpu and not network"

@@ -33,7 +33,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 from msl_ablate.data.benchmark_questions import (
     GQA_WRITERS,
@@ -81,6 +81,7 @@ MIX_VERSION = 3
 # One turn: (question as the user writes it, answer).
 Turn = tuple[str, str]
 Task = Callable[[Scene, random.Random], Turn | None]
+T = TypeVar("T")
 
 
 def _short(question: str) -> str:
@@ -89,14 +90,29 @@ def _short(question: str) -> str:
 
 def _letters(rng: random.Random, choice: Choice | None, with_context: bool) -> Turn | None:
     """A multiple-choice turn: shuffled options, the letter of the right one."""
+    turns = _circular(rng, choice, with_context, rotations=1)
+    return None if turns is None else turns[0]
+
+
+def _circular(
+    rng: random.Random, choice: Choice | None, with_context: bool, rotations: int
+) -> list[Turn] | None:
+    """The multiple-choice turn under ``rotations`` rotations of its shuffled options (all of
+    them at most), as MMBench's circular evaluation asks it: only the options' texts tell the
+    right letter, never its place. The hint is given once, in the first turn."""
     if choice is None:
         return None
     question, right, wrong, hint = choice
     options = [right, *wrong]
     rng.shuffle(options)
     lead = f"Context: {hint}\n" if with_context else (f"{hint}\n" if hint else "")
-    text = f"{lead}{question}\n{options_text(options)}\n{CHOICE_SUFFIX}"
-    return text, "ABCD"[options.index(right)]
+    turns = []
+    for k in range(min(rotations, len(options))):
+        shown = options[k:] + options[:k]
+        # The hint once, in the first turn: the records fit the LM's context.
+        text = f"{lead if k == 0 else ''}{question}\n{options_text(shown)}\n{CHOICE_SUFFIX}"
+        turns.append((text, "ABCD"[shown.index(right)]))
+    return turns
 
 
 def task_vqa(scene: Scene, rng: random.Random) -> Turn | None:
@@ -133,14 +149,29 @@ def task_mme(scene: Scene, rng: random.Random) -> Turn | None:
     return _short(pair[0 if yes else 1] + MME_SUFFIX), "yes" if yes else "no"
 
 
+# The option-letter tasks: their question writers, and whether the hint is a "Context:".
+CHOICE_TASKS: dict[
+    str, tuple[tuple[Callable[[Scene, random.Random], Choice | None], ...], bool]
+] = {
+    "sqa": ((sqa_colour, sqa_count, sqa_position, sqa_word), True),
+    "mmbench": ((mmb_colour, mmb_position, mmb_relation, mmb_word), False),
+}
+
+
+def circular_turns(task: str, scene: Scene, rng: random.Random) -> list[Turn] | None:
+    """An option-letter question of ``task`` under every rotation of its options."""
+    writers, with_context = CHOICE_TASKS[task]
+    return _circular(rng, rng.choice(writers)(scene, rng), with_context, rotations=4)
+
+
 def task_sqa(scene: Scene, rng: random.Random) -> Turn | None:
-    writer = rng.choice((sqa_colour, sqa_count, sqa_position, sqa_word))
-    return _letters(rng, writer(scene, rng), with_context=True)
+    writers, with_context = CHOICE_TASKS["sqa"]
+    return _letters(rng, rng.choice(writers)(scene, rng), with_context)
 
 
 def task_mmbench(scene: Scene, rng: random.Random) -> Turn | None:
-    writer = rng.choice((mmb_colour, mmb_position, mmb_relation, mmb_word))
-    return _letters(rng, writer(scene, rng), with_context=False)
+    writers, with_context = CHOICE_TASKS["mmbench"]
+    return _letters(rng, rng.choice(writers)(scene, rng), with_context)
 
 
 def task_caption(scene: Scene, rng: random.Random) -> Turn | None:
@@ -257,7 +288,7 @@ def generate_instruction_mix(
             f"tasks: {sorted(TASKS)}"
         )
     names = sorted(weights)
-    staged = _stage_split_weights(stage_splits or {})
+    staged = _stage_splits(stage_splits or {})
     # Held-out records ask for short answers (exact match); captions are graded elsewhere.
     active = [t for t in names if weights[t] > 0]
     eval_tasks = [t for t in active if t != "caption"] or active
@@ -268,7 +299,11 @@ def generate_instruction_mix(
         "max_objects": max_objects, "version": MIX_VERSION, "world": WORLD_VERSION,
     }  # fmt: skip
     if staged:  # only when set, so that the manifests of mixes without them stay valid
-        params["stage_splits"] = {k: {"n": n, "tasks": w} for k, (n, w) in staged.items()}
+        # ``circular`` only when set, so that the data keys of splits without it stay as they were
+        params["stage_splits"] = {
+            k: {"n": v.n, "tasks": v.tasks} | ({"circular": True} if v.circular else {})
+            for k, v in staged.items()
+        }
 
     def make(split: str, i: int, rng: random.Random) -> tuple[Scene | None, dict[str, Any]]:
         if split == "captions":
@@ -282,9 +317,13 @@ def generate_instruction_mix(
         if split == "eval":
             task = eval_tasks[i % len(eval_tasks)]
         else:
-            task = _pick(rng, staged[split][1] if split in staged else weights)
-        write = _legible_only(TASKS[task], image_size) if split in staged else TASKS[task]
-        scene, turn = draw(rng, write, max_objects)
+            task = _pick(rng, staged[split].tasks if split in staged else weights)
+        if split in staged:
+            write = _stage_writer(task, staged[split].circular)
+            scene, turns = draw(rng, _legible_only(write, image_size), max_objects)
+            record = {"conversations": _conversation(turns, True), "question_type": task}
+            return scene, record | {"answer": turns[-1][1]}
+        scene, turn = draw(rng, TASKS[task], max_objects)
         turns = [turn]
         if split == "instruct" and rng.random() < multi_turn_prob:
             # Follow-ups are short questions (VQAv2/GQA-like), as most of LLaVA's turns are.
@@ -297,13 +336,34 @@ def generate_instruction_mix(
         return scene, record | {"answer": turns[-1][1]}
 
     counts = {"captions": n_captions, "instruct": n_instruct, "eval": n_eval}
-    counts |= {name: n for name, (n, _) in staged.items()}
+    counts |= {name: split.n for name, split in staged.items()}
     return write_dataset(root, params, counts, make, seed, image_size)
 
 
-def _legible_only(task: Task, image_size: int) -> Task:
-    """``task`` on scenes whose word is legible at ``image_size`` (None on the others, redrawn)."""
-    return lambda scene, rng: task(scene, rng) if legible(scene, image_size) else None
+class StageSplit(NamedTuple):
+    """A checked ``data.generator.stage_splits`` entry."""
+
+    n: int
+    tasks: dict[str, float]
+    circular: bool
+
+
+def _stage_writer(task: str, circular: bool) -> Callable[[Scene, random.Random], list[Turn] | None]:
+    """The turns of one stage-split record: the task's turn, or with ``circular`` an
+    option-letter task's question under each rotation of its options."""
+    if circular and task in CHOICE_TASKS:
+        return lambda scene, rng: circular_turns(task, scene, rng)
+
+    def one(scene: Scene, rng: random.Random) -> list[Turn] | None:
+        turn = TASKS[task](scene, rng)
+        return None if turn is None else [turn]
+
+    return one
+
+
+def _legible_only(write: Callable[[Scene, random.Random], T | None], image_size: int):
+    """``write`` on scenes whose word is legible at ``image_size`` (None on the others, redrawn)."""
+    return lambda scene, rng: write(scene, rng) if legible(scene, image_size) else None
 
 
 def _pick(rng: random.Random, weights: dict[str, float]) -> str:
@@ -312,10 +372,8 @@ def _pick(rng: random.Random, weights: dict[str, float]) -> str:
     return rng.choices(names, weights=[weights[t] for t in names])[0]
 
 
-def _stage_split_weights(
-    stage_splits: dict[str, dict[str, Any]],
-) -> dict[str, tuple[int, dict[str, float]]]:
-    """``stage_splits`` checked: name -> (records, task weights)."""
+def _stage_splits(stage_splits: dict[str, dict[str, Any]]) -> dict[str, StageSplit]:
+    """``stage_splits`` checked."""
     out = {}
     for name, spec in stage_splits.items():
         where = f"data.generator.stage_splits.{name}"
@@ -325,14 +383,22 @@ def _stage_split_weights(
         tasks = dict(spec.get("tasks") or {})
         unknown = sorted(set(tasks) - set(TASKS))
         bad_n = not isinstance(spec.get("n"), int) or spec["n"] < 1
-        if set(spec) - {"n", "tasks"} or bad_n or unknown or not any(tasks.values()):
+        circular = spec.get("circular", False)
+        if (
+            set(spec) - {"n", "tasks", "circular"}
+            or bad_n
+            or unknown
+            or not any(tasks.values())
+            or not isinstance(circular, bool)
+        ):
             raise ValueError(
-                f"{where}: expected {{n: records >= 1, tasks: {{task: weight}}}} with tasks "
-                f"from {sorted(TASKS)} and a positive weight, got {spec}"
+                f"{where}: expected {{n: records >= 1, tasks: {{task: weight}}, circular: "
+                f"false|true}} with tasks from {sorted(TASKS)} and a positive weight, got {spec}"
             )
         if any(w < 0 for w in tasks.values()):
             raise ValueError(f"{where}.tasks: weights must be >= 0, got {tasks}")
-        out[name] = (spec["n"], {t: float(w) for t, w in sorted(tasks.items()) if w > 0})
+        weights = {t: float(w) for t, w in sorted(tasks.items()) if w > 0}
+        out[name] = StageSplit(spec["n"], weights, circular)
     return out
 
 

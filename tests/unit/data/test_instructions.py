@@ -138,6 +138,32 @@ def test_a_stage_split_holds_its_tasks_and_leaves_the_mix_as_it_was(tmp_path: Pa
     assert "stage_splits" not in json.loads((plain / "manifest.json").read_text())["params"]
 
 
+def test_a_circular_split_asks_each_question_under_every_rotation(tmp_path: Path) -> None:
+    tasks = {"sqa": 1, "mmbench": 1, "pope": 1}
+    root = generate_instruction_mix(
+        tmp_path, stage_splits={"letters": {"n": 40, "tasks": tasks, "circular": True}}, **SMALL
+    )
+    records = json.loads((root / "letters.json").read_text())
+    assert {r["question_type"] for r in records} == set(tasks)
+    for record in records:
+        turns = record["conversations"]
+        questions, answers = [t["value"] for t in turns[::2]], [t["value"] for t in turns[1::2]]
+        if record["question_type"] == "pope":
+            assert len(turns) == 2 and answers[0] in ("yes", "no")
+            continue
+        options = [re.findall(r"^[A-D]\. (.+)$", q, re.M) for q in questions]
+        # As many turns as options; each turn rotates the last one's options by one place.
+        assert len(questions) == len(options[0]) >= 2
+        for before, after in zip(options, options[1:], strict=False):
+            assert after == before[1:] + before[:1]
+        # The right option is one text under every rotation, at a new letter each time.
+        picked = {opts["ABCD".index(a)] for opts, a in zip(options, answers, strict=True)}
+        assert len(picked) == 1 and len(set(answers)) == len(answers)
+        assert questions[0].startswith(IMAGE_TOKEN) and IMAGE_TOKEN not in "".join(questions[1:])
+    params = json.loads((root / "manifest.json").read_text())["params"]
+    assert params["stage_splits"]["letters"]["circular"] is True
+
+
 @pytest.mark.parametrize(
     ("splits", "error"),
     [
@@ -147,6 +173,10 @@ def test_a_stage_split_holds_its_tasks_and_leaves_the_mix_as_it_was(tmp_path: Pa
         ),
         ({"read": {"n": 0, "tasks": {"ocr": 1}}}, r"stage_splits.read: expected .*got"),
         ({"read": {"n": 5, "tasks": {"nope": 1}}}, r"stage_splits.read: expected .*caption"),
+        (
+            {"read": {"n": 5, "tasks": {"ocr": 1}, "circular": "yes"}},
+            r"stage_splits.read: expected .*circular: false\|true",
+        ),
     ],
 )
 def test_a_malformed_stage_split_names_its_key(tmp_path: Path, splits, error: str) -> None:
