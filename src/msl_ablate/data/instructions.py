@@ -107,10 +107,13 @@ def _circular(
     rng.shuffle(options)
     lead = f"Context: {hint}\n" if with_context else (f"{hint}\n" if hint else "")
     turns = []
-    for k in range(min(rotations, len(options))):
+    shifts = list(range(min(rotations, len(options))))
+    if len(shifts) > 1:  # in random order: a turn's letter does not follow from the last one's
+        rng.shuffle(shifts)
+    for k in shifts:
         shown = options[k:] + options[:k]
         # The hint once, in the first turn: the records fit the LM's context.
-        text = f"{lead if k == 0 else ''}{question}\n{options_text(shown)}\n{CHOICE_SUFFIX}"
+        text = f"{'' if turns else lead}{question}\n{options_text(shown)}\n{CHOICE_SUFFIX}"
         turns.append((text, "ABCD"[shown.index(right)]))
     return turns
 

@@ -145,6 +145,7 @@ def test_a_circular_split_asks_each_question_under_every_rotation(tmp_path: Path
     )
     records = json.loads((root / "letters.json").read_text())
     assert {r["question_type"] for r in records} == set(tasks)
+    second_shifts = set()  # the rotations in random order: the letter never follows the last
     for record in records:
         turns = record["conversations"]
         questions, answers = [t["value"] for t in turns[::2]], [t["value"] for t in turns[1::2]]
@@ -152,14 +153,17 @@ def test_a_circular_split_asks_each_question_under_every_rotation(tmp_path: Path
             assert len(turns) == 2 and answers[0] in ("yes", "no")
             continue
         options = [re.findall(r"^[A-D]\. (.+)$", q, re.M) for q in questions]
-        # As many turns as options; each turn rotates the last one's options by one place.
-        assert len(questions) == len(options[0]) >= 2
-        for before, after in zip(options, options[1:], strict=False):
-            assert after == before[1:] + before[:1]
+        # As many turns as options, each a rotation of the first turn's options, no two alike.
+        first = options[0]
+        assert len(questions) == len(first) >= 2
+        rotations = [first[k:] + first[:k] for k in range(len(first))]
+        assert sorted(map(rotations.index, options)) == list(range(len(first)))
+        second_shifts.add(rotations.index(options[1]))
         # The right option is one text under every rotation, at a new letter each time.
         picked = {opts["ABCD".index(a)] for opts, a in zip(options, answers, strict=True)}
         assert len(picked) == 1 and len(set(answers)) == len(answers)
         assert questions[0].startswith(IMAGE_TOKEN) and IMAGE_TOKEN not in "".join(questions[1:])
+    assert len(second_shifts) >= 3
     params = json.loads((root / "manifest.json").read_text())["params"]
     assert params["stage_splits"]["letters"]["circular"] is True
 
