@@ -25,7 +25,9 @@ stream (seeded by an int; the suite's streams are seeded by strings, so none is 
 
 Stage splits (``stage_splits``) are further splits of single-turn records of chosen tasks, for a
 stage of their own before the finetune (a curriculum, as the demo's ``read`` stage): their words
-are legible at the images' size, so every record can be answered from its image.
+are legible at the images' size, so every record can be answered from its image. A ``circular``
+split asks each option-letter question under every rotation of its options (MMBench's circular
+evaluation as a training record).
 """
 
 from __future__ import annotations
