@@ -57,7 +57,7 @@ def _component_problems(where: str, component: str, spec: DictConfig) -> list[st
 
 
 def _lora_problems(where: str, stage: DictConfig) -> list[str]:
-    lora = OmegaConf.to_container(stage.lora)
+    lora = OmegaConf.to_container(stage.lora, resolve=True)
     if Mode(stage.lm.mode) not in LORA_MODES:
         # LoRA settings on a non-LoRA stage would do nothing: flag any change from the defaults.
         changed = {k: v for k, v in lora.items() if v != LORA_DEFAULTS[k]}

@@ -60,11 +60,16 @@ def test_conf_dir_is_the_repository_conf():
     assert Path(__file__).resolve().parents[3] / "conf" == CONF_DIR
 
 
+FINETUNE = "strategy.stages.finetune"
+
+
 def test_strategy_order_puts_a_preset_stage_between_two_others():
     cfg = compose(["preset=demo", "strategy=vfrozen_lmlora"])
     assert list(cfg.strategy.stages) == ["align", "read", "finetune"]
     # The demo's read stage trains what the strategy's finetune trains.
     assert cfg.strategy.stages.read.lm.mode == cfg.strategy.stages.finetune.lm.mode == "lora"
+    tuned = compose(["preset=demo", "strategy=vfrozen_lmlora", f"{FINETUNE}.lora.r=16"])
+    assert tuned.strategy.stages.read.lora.r == 16  # and its LoRA settings
     assert list(compose(["preset=demo", "strategy.order=null"]).strategy.stages)[-1] == "read"
 
 
