@@ -30,6 +30,7 @@ from omegaconf import DictConfig
 
 from msl_ablate.utils.locks import hold
 from msl_ablate.utils.logging import get_logger
+from msl_ablate.utils.signals import deferred_signals
 
 log = get_logger(__name__)
 
@@ -295,7 +296,8 @@ class StageMLFlowLogger(MLFlowLogger):
                  if name not in names and not self._already_logged(name, step)}  # fmt: skip
         self._step_logged = (step, names | set(fresh))
         if fresh:
-            super().log_metrics(fresh, step)
+            with deferred_signals():  # a preemption never lands inside the store's write
+                super().log_metrics(fresh, step)
 
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:
