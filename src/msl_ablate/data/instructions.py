@@ -326,16 +326,15 @@ def generate_instruction_mix(
         if split in staged:
             write = _stage_writer(task, staged[split].circular)
             scene, turns = draw(rng, _legible_only(write, image_size), max_objects)
-            record = {"conversations": _conversation(turns, True), "question_type": task}
-            return scene, record | {"answer": turns[-1][1]}
-        scene, turn = draw(rng, TASKS[task], max_objects)
-        turns = [turn]
+        else:
+            scene, turn = draw(rng, TASKS[task], max_objects)
+            turns = [turn]
         if split == "instruct" and rng.random() < multi_turn_prob:
             # Follow-ups are short questions (VQAv2/GQA-like), as most of LLaVA's turns are.
             short = [t for t in active if t in SHORT_TASKS]
             for extra in rng.sample(short, min(rng.randint(1, 2), len(short))):
                 more = TASKS[extra](scene, rng)
-                if more is not None and more[0] != turn[0]:
+                if more is not None and more[0] != turns[0][0]:
                     turns.append(more)
         record = {"conversations": _conversation(turns, True), "question_type": task}
         return scene, record | {"answer": turns[-1][1]}
@@ -366,7 +365,9 @@ def _stage_writer(task: str, circular: bool) -> Callable[[Scene, random.Random],
     return one
 
 
-def _legible_only(write: Callable[[Scene, random.Random], T | None], image_size: int):
+def _legible_only(
+    write: Callable[[Scene, random.Random], T | None], image_size: int
+) -> Callable[[Scene, random.Random], T | None]:
     """``write`` on scenes whose word is legible at ``image_size`` (None on the others, redrawn)."""
     return lambda scene, rng: write(scene, rng) if legible(scene, image_size) else None
 
