@@ -5,6 +5,13 @@ answers, as plain text. A base LM pretrained on it knows the world's words and t
 follows from a description, as a real base LM knows language before LLaVA's stages. Held-out
 perplexity (documents from a disjoint random stream) against the same shape at random init is
 the card's proof that it learned.
+
+A recipe may add **exercises** after that (``exercises: {steps, batch_size, lr, kinds}``): the
+corpus's text-only skill questions (which option is a value, is a value among those listed, which
+option names a property) with the loss on the answer alone, as a real base LM has done the
+exercises of its textbooks. In the corpus an answer is one token of a 150-token document, and the
+comparison of a value with each option never left chance there (docs/zoo.md, "Option letters");
+the card scores each kind's accuracy against random init.
 """
 
 from __future__ import annotations
@@ -13,22 +20,27 @@ import math
 import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase, get_cosine_schedule_with_warmup
 
+from msl_ablate.data.conversation import TokenizedSample
 from msl_ablate.data.instructions import TEXT_ONLY_WRITERS
 from msl_ablate.data.synthetic import QUESTION_WRITERS, caption
+from msl_ablate.data.tokens import IGNORE_INDEX
 from msl_ablate.data.world import sample_scene
 from msl_ablate.models.zoo import new_lm_twin
 from msl_ablate.pretrain.cards import Card, Score, Stopwatch, sample_losses, write_card
+from msl_ablate.pretrain.chats import collate
 from msl_ablate.utils.logging import get_logger
 
 log = get_logger(__name__)
 
 HELDOUT_DOCUMENTS = 200
+HELDOUT_EXERCISES = 200  # per kind
 WARMUP_RATIO = 0.05
 
 
@@ -114,6 +126,87 @@ def train_causal_lm(
     return optimise(step_loss, model, steps, lr, "zoo LM pretraining")
 
 
+def exercise(tokenizer: PreTrainedTokenizerBase, question: str, answer: str) -> TokenizedSample:
+    """A skill question as the corpus writes it (the answer on the line after the question),
+    with the loss on the answer's tokens only."""
+    prompt = tokenizer(f"{question}\n", add_special_tokens=False)["input_ids"]
+    reply = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    return TokenizedSample(prompt + reply, [IGNORE_INDEX] * len(prompt) + reply, 0)
+
+
+def exercise_kinds(kinds: dict[str, float] | None) -> dict[str, float]:
+    """The skill kinds an exercise draws from with their weights (all, equally, by default)."""
+    kinds = kinds or dict.fromkeys(sorted(TEXT_ONLY_WRITERS), 1.0)
+    unknown = sorted(set(kinds) - set(TEXT_ONLY_WRITERS))
+    if unknown:
+        raise ValueError(
+            f"zoo LM recipe: exercises.kinds {unknown} are not skill kinds; "
+            f"known: {', '.join(sorted(TEXT_ONLY_WRITERS))}"
+        )
+    return kinds
+
+
+def train_exercises(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    kinds: dict[str, float] | None = None,
+    rows: torch.Tensor | None = None,
+    corpus_batch_size: int = 0,
+) -> list[float]:
+    """Answer-only training on skill questions drawn afresh each step, plus the causal-LM loss
+    of ``corpus_batch_size`` rows of the corpus (``rows``) if given: answer-only steps alone
+    make the LM forget its text (held-out perplexity 526 -> 6795 in 600 steps, measured).
+    Returns the loss of every step."""
+    weights = exercise_kinds(kinds)
+    rng = random.Random(f"exercises/{seed}")
+    generator = torch.Generator().manual_seed(seed)
+    names = list(weights)
+
+    def step_loss(_: int) -> torch.Tensor:
+        drawn = rng.choices(names, [weights[n] for n in names], k=batch_size)
+        batch = collate(
+            [exercise(tokenizer, *TEXT_ONLY_WRITERS[n](rng)) for n in drawn],
+            tokenizer.pad_token_id,
+        )
+        loss = model(**batch).loss
+        if rows is not None and corpus_batch_size:
+            text = rows[torch.randint(len(rows), (corpus_batch_size,), generator=generator)]
+            loss = loss + model(input_ids=text, labels=text).loss
+        return loss
+
+    return optimise(step_loss, model, steps, lr, "zoo LM exercises")
+
+
+@torch.no_grad()
+def exercise_accuracy(
+    model: nn.Module, tokenizer: PreTrainedTokenizerBase, kind: str, seed: int | str
+) -> float:
+    """Share of held-out questions of one skill kind whose answer gets the highest logit among
+    the kind's answers (letters, or yes and no) after the question."""
+    rng = random.Random(f"heldout-exercises/{seed}/{kind}")
+    samples = [exercise(tokenizer, *TEXT_ONLY_WRITERS[kind](rng)) for _ in range(HELDOUT_EXERCISES)]
+    first = [next(t for t in s.labels if t != IGNORE_INDEX) for s in samples]
+    answers = torch.tensor(sorted(set(first)))
+    # The prompt: everything before the answer's first token.
+    prompts = [
+        TokenizedSample(s.input_ids[: s.labels.index(a)], [IGNORE_INDEX] * s.labels.index(a), 0)
+        for s, a in zip(samples, first, strict=True)
+    ]
+    model.eval()
+    right = 0
+    for start in range(0, len(prompts), 50):
+        batch = collate(prompts[start : start + 50], tokenizer.pad_token_id)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        last = logits[torch.arange(len(logits)), batch["attention_mask"].sum(1) - 1]  # (B, V)
+        picked = answers[last[:, answers].argmax(-1)].tolist()
+        right += sum(p == a for p, a in zip(picked, first[start : start + 50], strict=True))
+    return right / len(samples)
+
+
 def pretrain_lm_twin(
     out_dir: Path,
     zoo_dir: Path,
@@ -127,8 +220,10 @@ def pretrain_lm_twin(
     documents: int = 4000,
     seed: int = 0,
     objective: str = "causal_lm",
+    exercises: dict[str, Any] | None = None,
 ) -> nn.Module:
-    """Build a zoo LM: random init, causal-LM pretraining on the corpus, then save with a card.
+    """Build a zoo LM: random init, causal-LM pretraining on the corpus, the exercises if the
+    recipe has them, then save with a card.
 
     Args:
         out_dir: Folder to write (model, tokenizer, ``card.json``).
@@ -143,6 +238,8 @@ def pretrain_lm_twin(
         documents: Training documents drawn from the world (one per scene).
         seed: Seed of the init, the corpus and the batch order.
         objective: Only ``causal_lm`` (the recipe names it for the card).
+        exercises: ``steps``, ``batch_size``, ``lr`` and optionally ``kinds`` (skill kind ->
+            weight) of the answer-only training on skill questions after pretraining; None: none.
 
     Returns:
         The trained model (as saved).
@@ -154,25 +251,37 @@ def pretrain_lm_twin(
     rows = pack(tokenizer, scene_documents(seed, documents), seq_len)
     heldout = pack(tokenizer, scene_documents(f"heldout/{seed}", HELDOUT_DOCUMENTS), seq_len)
     random_ppl = perplexity(model, heldout)
+    kinds = sorted(exercise_kinds(exercises.get("kinds"))) if exercises else []
+    random_acc = {k: exercise_accuracy(model, tokenizer, k, seed) for k in kinds}
     log.info("Pretraining zoo LM %s: %d steps on %d rows of %d tokens", name, steps, *rows.shape)
     losses = train_causal_lm(model, rows, steps, batch_size, lr, seed)
+    if exercises:
+        log.info("Zoo LM %s: %d steps of exercises", name, exercises["steps"])
+        losses += train_exercises(
+            model, tokenizer, exercises["steps"], exercises["batch_size"], exercises["lr"],
+            seed, exercises.get("kinds"), rows, exercises.get("corpus_batch_size", 0),
+        )  # fmt: skip
     ppl = perplexity(model, heldout)
+    scores = [Score("heldout_perplexity", round(ppl, 3), round(random_ppl, 3), False)]
+    for k in kinds:
+        acc = exercise_accuracy(model, tokenizer, k, seed)
+        scores.append(Score(f"exercise_accuracy/{k}", round(acc, 3), round(random_acc[k], 3)))
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     recipe = {
         "model_class": model_class, "config": config, "steps": steps, "batch_size": batch_size,
-        "lr": lr, "seq_len": seq_len, "documents": documents,
+        "lr": lr, "seq_len": seq_len, "documents": documents, "exercises": exercises,
     }  # fmt: skip
     card = Card(
         name=name,
         kind="lm",
         objective=objective,
         recipe=recipe,
-        steps=steps,
+        steps=steps + (exercises["steps"] if exercises else 0),
         seed=seed,
         losses=sample_losses(losses),
         build_seconds=clock.seconds,
-        scores=[Score("heldout_perplexity", round(ppl, 3), round(random_ppl, 3), False)],
+        scores=scores,
         tuning="base",
     )
     write_card(out_dir, card)

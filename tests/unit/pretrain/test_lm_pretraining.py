@@ -12,7 +12,15 @@ from transformers import AutoTokenizer
 from msl_ablate.models.lm import build_causal_lm
 from msl_ablate.models.zoo import ensure_tokenizer, new_lm_twin
 from msl_ablate.pretrain.cards import read_card
-from msl_ablate.pretrain.lm import pack, pretrain_lm_twin, scene_documents, train_causal_lm
+from msl_ablate.pretrain.lm import (
+    exercise,
+    exercise_accuracy,
+    pack,
+    pretrain_lm_twin,
+    scene_documents,
+    train_causal_lm,
+    train_exercises,
+)
 
 TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
         "num_attention_heads": 2, "max_position_embeddings": 64}  # fmt: skip
@@ -95,3 +103,53 @@ def test_same_recipe_gives_identical_weights(built: tuple, zoo: Path, tmp_path: 
                      batch_size=8, lr=3e-3, seq_len=32, documents=200)  # fmt: skip
     a, b = load_file(built[0] / "model.safetensors"), load_file(tmp_path / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_an_exercise_puts_the_loss_on_the_answer_alone(zoo: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(ensure_tokenizer(zoo))
+    sample = exercise(tokenizer, 'Which option is "red"?\nA. blue\nB. red', "B")
+    answer = [t for t in sample.labels if t != -100]
+    assert tokenizer.decode(answer) == "B" and sample.input_ids[-len(answer) :] == answer
+    assert tokenizer.decode(sample.input_ids[: -len(answer)]).endswith("B. red\n")
+
+
+def test_exercises_loss_falls_and_unknown_kinds_are_named(zoo: Path) -> None:
+    model, tokenizer = new_lm_twin(zoo, "transformers.PhiForCausalLM", TINY, seed=0)
+    losses = train_exercises(model, tokenizer, steps=12, batch_size=16, lr=3e-3, seed=0)
+    assert sum(losses[-3:]) / 3 < losses[0] - 1.0, losses
+    with pytest.raises(
+        ValueError, match=r"exercises.kinds \['riddle'\].*known: listed, match, sqa"
+    ):
+        train_exercises(model, tokenizer, 1, 2, 1e-3, 0, kinds={"riddle": 1.0})
+
+
+def test_exercise_accuracy_reads_the_answer_logit(zoo: Path) -> None:
+    # An LM that always puts its weight on the token "B" gets exactly the share of B answers.
+    model, tokenizer = new_lm_twin(zoo, "transformers.PhiForCausalLM", TINY, seed=0)
+    b = tokenizer("B", add_special_tokens=False)["input_ids"][0]
+    with torch.no_grad():
+        model.lm_head.weight.zero_()
+        model.lm_head.bias.zero_()
+        model.lm_head.bias[b] = 1.0
+    import random
+
+    from msl_ablate.data.instructions import text_match
+
+    rng = random.Random("heldout-exercises/0/match")
+    share = sum(text_match(rng)[1] == "B" for _ in range(200)) / 200
+    assert 0.1 < share < 0.5
+    assert exercise_accuracy(model, tokenizer, "match", 0) == pytest.approx(share)
+
+
+def test_a_recipe_with_exercises_scores_each_kind_against_random_init(
+    zoo: Path, tmp_path: Path
+) -> None:
+    exercises = {"steps": 6, "batch_size": 8, "lr": 3e-3, "kinds": {"sqa": 1.0, "match": 1.0}}
+    pretrain_lm_twin(tmp_path, zoo, "tiny_test", "transformers.PhiForCausalLM", TINY, steps=4,
+                     batch_size=8, lr=3e-3, seq_len=32, documents=200, exercises=exercises)  # fmt: skip
+    card = read_card(tmp_path)
+    assert card is not None and card.steps == 10 and card.recipe["exercises"] == exercises
+    assert len(card.losses) == 10
+    names = [s.name for s in card.scores]
+    assert names == ["heldout_perplexity", "exercise_accuracy/match", "exercise_accuracy/sqa"]
+    assert all(0 <= s.value <= 1 and 0 <= s.random_init <= 1 for s in card.scores[1:])

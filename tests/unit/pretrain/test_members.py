@@ -50,7 +50,9 @@ def test_zoo_build_and_the_option_resolve_to_the_same_member(make_cfg, capsys) -
     folder = Path(resolve_checkpoint(cfg.lm, True, cfg.paths.zoo_dir, 2))
     assert folder.name.startswith("tiny_phi-")
     card = read_card(folder)
-    assert card is not None and card.steps == 2  # capped, and built once (not rebuilt here)
+    # Capped (pretraining and exercises), and built once (not rebuilt here).
+    assert card is not None and card.recipe["steps"] == card.recipe["exercises"]["steps"] == 2
+    assert card.steps == 4
     assert main(["zoo", "list", "--only", "tiny_phi", *overrides]) == 0
     listed = capsys.readouterr().out
     assert "tiny_phi" in listed and " yes " in listed and "random" in listed
