@@ -6,7 +6,7 @@ follows from a description, as a real base LM knows language before LLaVA's stag
 perplexity (documents from a disjoint random stream) against the same shape at random init is
 the card's proof that it learned.
 
-A recipe may add **exercises** after that (``exercises: {steps, batch_size, lr, kinds}``): the
+A recipe may add **exercises** after that (``exercises: {steps, batch_size, lr, kinds, ...}``): the
 corpus's text-only skill questions (which option is a value, is a value among those listed, which
 option names a property) with the loss on the answer alone, as a real base LM has done the
 exercises of its textbooks. In the corpus an answer is one token of a 150-token document, and the
