@@ -239,7 +239,8 @@ def pretrain_lm_twin(
         seed: Seed of the init, the corpus and the batch order.
         objective: Only ``causal_lm`` (the recipe names it for the card).
         exercises: ``steps``, ``batch_size``, ``lr`` and optionally ``kinds`` (skill kind ->
-            weight) of the answer-only training on skill questions after pretraining; None: none.
+            weight) and ``corpus_batch_size`` (corpus rows per step) of the answer-only training
+            on skill questions after pretraining; None: none.
 
     Returns:
         The trained model (as saved).
