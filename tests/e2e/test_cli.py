@@ -52,21 +52,23 @@ def _finetuned(root: Path) -> dict[str, torch.Tensor]:
     return load_file(stage / "trainable.safetensors")
 
 
-def test_ddp_on_two_processes_trains_as_one_process_with_the_global_batch(
+def test_ddp_and_fsdp_on_two_processes_train_as_one_process_with_the_global_batch(
     cli, tmp_path: Path, tiny_overrides
 ):
-    # Lightning's DDP launcher re-runs the command for rank 1; each rank computes half of each
-    # global batch of 8; rank 0 alone records (one MLflow run) and evaluates.
+    # Lightning's launcher re-runs the command for rank 1; each rank computes half of each
+    # global batch of 8; rank 0 alone records (one MLflow run) and evaluates. FSDP (FSDP2 on
+    # gloo) shards every parameter over the two ranks and gathers each block for its forward.
     common = [
         *tiny_overrides,
         "eval.benchmarks=[]",
         "strategy.stages.finetune.max_steps=3",
         "strategy.stages.finetune.lm.lr=1e-3",
     ]  # steps that move the weights by ~1e-3
-    ddp = [f"strategy.stages.{s}.global_batch_size=8" for s in ("align", "finetune")]
+    two = [f"strategy.stages.{s}.global_batch_size=8" for s in ("align", "finetune")]
     runs = {
-        "ddp": [*common, *ddp, "trainer.devices=2", "trainer.strategy=ddp"],
         "one": [*common, *(f"strategy.stages.{s}.batch_size=8" for s in ("align", "finetune"))],
+        "ddp": [*common, *two, "trainer.devices=2", "trainer.strategy=ddp"],
+        "fsdp": [*common, *two, "trainer.devices=2", "trainer.strategy=fsdp"],
     }
     logs = {}
     for name, overrides in runs.items():
@@ -74,16 +76,18 @@ def test_ddp_on_two_processes_trains_as_one_process_with_the_global_batch(
         out = cli(["train", *overrides], cwd=tmp_path / name)
         assert out.returncode == 0, out.stderr[-3000:]
         logs[name] = out.stdout + out.stderr
-    assert "Starting with 2 processes" in logs["ddp"]
     assert "Starting with 2 processes" not in logs["one"]
-    ddp_weights, one_weights = _finetuned(tmp_path / "ddp"), _finetuned(tmp_path / "one")
-    assert ddp_weights.keys() == one_weights.keys()
-    for key, value in one_weights.items():
-        torch.testing.assert_close(ddp_weights[key], value, rtol=0, atol=1e-5, msg=key)
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/ddp/mlruns/mlflow.db")
-    runs = client.search_runs([client.get_experiment_by_name("msl-ablate").experiment_id])
-    kinds = sorted((r.data.tags["kind"], r.info.status) for r in runs)
-    assert kinds == [("evaluation", "FINISHED"), ("training", "FINISHED")]
+    one_weights = _finetuned(tmp_path / "one")
+    for name in ("ddp", "fsdp"):
+        assert "Starting with 2 processes" in logs[name]
+        weights = _finetuned(tmp_path / name)
+        assert weights.keys() == one_weights.keys()
+        for key, value in one_weights.items():
+            torch.testing.assert_close(weights[key], value, rtol=0, atol=1e-5, msg=f"{name} {key}")
+        client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/{name}/mlruns/mlflow.db")
+        found = client.search_runs([client.get_experiment_by_name("msl-ablate").experiment_id])
+        kinds = sorted((r.data.tags["kind"], r.info.status) for r in found)
+        assert kinds == [("evaluation", "FINISHED"), ("training", "FINISHED")], name
 
 
 @pytest.mark.slow

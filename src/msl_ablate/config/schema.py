@@ -33,6 +33,9 @@ class VisionConfig:
     # is not at hand (models/size.py); null: unknown.
     params_b: float | None = None
     patch_size: int | None = None
+    # trainer.strategy=fsdp: the tower's block classes, each sharded as one unit (FSDP's
+    # auto-wrap policy); null: the transformers model's `_no_split_modules`, else none.
+    shard_blocks: list[str] | None = None
 
 
 @dataclass
@@ -96,6 +99,9 @@ class LMConfig:
     # transformers' attention kernel: sdpa | eager | flash_attention_2 (flash-attn package);
     # null: transformers' default (SDPA: a flash kernel where the GPU has one).
     attn_implementation: str | None = None
+    # trainer.strategy=fsdp: the decoder block classes, each sharded as one unit (FSDP's
+    # auto-wrap policy); null: the transformers model's `_no_split_modules`.
+    shard_blocks: list[str] | None = None
     twin: Any = None
 
 

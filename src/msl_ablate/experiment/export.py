@@ -41,7 +41,9 @@ def trained_model(cfg: DictConfig) -> Any:
         torch.set_num_threads(cfg.num_threads)
     vlm = build_vlm(cfg)
     inputs = stage_inputs(cfg)
-    run_stages(cfg, vlm, keys_of(inputs), inputs, max_sequence_length(cfg, vlm), train=False)
+    vlm, _ = run_stages(
+        cfg, vlm, keys_of(inputs), inputs, max_sequence_length(cfg, vlm), train=False
+    )
     return vlm.eval()
 
 

@@ -70,6 +70,7 @@ def model_inputs(cfg: DictConfig) -> dict[str, Any]:
         spec["tower"] = TOWER_LAYOUT
     for _, spec in [*components(parts["vision"], "vision"), *components(parts["lm"], "lm")]:
         _drop_defaults(spec)
+        spec.pop("shard_blocks", None)  # how FSDP splits the model, not what it computes
         if cfg.offline_twins or spec["checkpoint"] is None:
             spec["weights"], uses_twin = "twin", True
             if isinstance(spec.get("twin"), dict):

@@ -326,7 +326,7 @@ def _bring_to_end(
     vlm = build_vlm(cfg)
     max_length = max_sequence_length(cfg, vlm)
     try:
-        outcomes = run_stages(
+        vlm, outcomes = run_stages(
             cfg, vlm, plan.keys, plan.inputs, max_length, tracker, run_id, plan.train
         )
     except BaseException as err:

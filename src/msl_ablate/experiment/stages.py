@@ -32,7 +32,8 @@ from msl_ablate.training.checkpointing import StageCheckpoint, resume_path
 from msl_ablate.training.cost import StageCost
 from msl_ablate.training.lit_module import VLMLitModule
 from msl_ablate.training.progress import StageProgressBar
-from msl_ablate.training.strategy import apply_stage, load_trainable, save_trainable
+from msl_ablate.training.sharding import is_sharded, lightning_strategy, trainable_state
+from msl_ablate.training.strategy import apply_stage, load_trainable, save_state
 from msl_ablate.utils.files import read_json, write_json_atomic
 from msl_ablate.utils.locks import hold
 from msl_ablate.utils.logging import get_logger, is_rank_zero
@@ -116,6 +117,7 @@ def fit_stage(
         default_root_dir=layout.root,
         # StageCheckpoint saves the resumable state; Lightning's own would add a full copy.
         enable_checkpointing=False,
+        strategy=lightning_strategy(cfg.trainer.strategy, shard_blocks(cfg)),
         **TRAINER_KWARGS,  # the sampler shards positions over ranks itself (data/sampler.py)
     )
     # The stage's global batch on however many processes the trainer runs (checked here too:
@@ -155,6 +157,34 @@ def fit_stage(
     }
 
 
+def shard_blocks(cfg: DictConfig) -> dict[str, list[str] | None]:
+    """The block classes that FSDP shards one by one, per component (``<component>.shard_blocks``)."""
+    return {name: cfg[name].get("shard_blocks") for name in ("lm", "vision")}
+
+
+def _unsharded(cfg: DictConfig, keys: dict[str, str], through: str) -> VisionLanguageModel:
+    """A fresh model brought through stage ``through`` from the stages' files.
+
+    FSDP leaves the trained model sharded over the ranks; every rank rebuilds it whole, as a
+    second run of the same config would, once rank zero has written the stage's weights.
+    """
+    import torch.distributed as dist
+
+    from msl_ablate.models.assemble import build_vlm
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # rank zero has written the stage's weights
+    with torch.random.fork_rng():  # the run's random stream goes on as without the rebuild
+        torch.manual_seed(cfg.seed)
+        vlm = build_vlm(cfg)
+    for name, stage in cfg.strategy.stages.items():
+        apply_stage(vlm, stage)
+        load_trainable(vlm, StageLayout.of(cfg.paths.output_dir, keys[name]).weights)
+        if name == through:
+            return vlm
+    raise KeyError(f"strategy.stages has no stage {through!r}")
+
+
 def _train_or_reuse(
     cfg: DictConfig,
     vlm: VisionLanguageModel,
@@ -177,9 +207,10 @@ def _train_or_reuse(
                 tracking_uri=tracker.tracking_uri, run_id=run_id, log_model=False, prefix=stage.name
             )
         fit = fit_stage(cfg, vlm, stage, param_groups, layout, max_length, logger)
+        state = trainable_state(vlm)  # every rank: a sharded model is gathered (collective)
         if not is_rank_zero():  # rank zero alone writes; the other ranks go on to the next stage
             return True
-        save_trainable(vlm, layout.weights)
+        save_state(state, layout.weights)
         record = {
             "stage": stage.name,
             "stage_key": layout.key,
@@ -203,7 +234,7 @@ def run_stages(
     tracker: Tracker | None = None,
     run_id: str | None = None,
     train: bool = True,
-) -> list[StageOutcome]:
+) -> tuple[VisionLanguageModel, list[StageOutcome]]:
     """Bring ``vlm`` to the end of the strategy, stage by stage.
 
     Args:
@@ -215,6 +246,10 @@ def run_stages(
         tracker: MLflow; a reused stage's curves are copied into ``run_id``.
         run_id: The training run (``stage`` tag, curves).
         train: Fit unfinished stages; False: every stage must be finished.
+
+    Returns:
+        The model at the end of the strategy (``vlm`` itself, or after FSDP a rebuilt whole
+        one) and what happened to each stage.
 
     Raises:
         FileNotFoundError: ``train=False`` and a stage is not finished.
@@ -235,6 +270,8 @@ def run_stages(
             trained = _train_or_reuse(
                 cfg, vlm, stage, param_groups, layout, inputs[name], max_length, tracker, run_id
             )
+            if is_sharded(vlm):
+                vlm = _unsharded(cfg, keys, name)
         if not trained:
             log.info("Stage %s (%s) is finished in %s: reusing it", name, layout.key, layout.root)
             load_trainable(vlm, layout.weights)
@@ -242,7 +279,7 @@ def run_stages(
         outcomes.append(StageOutcome(name, layout, trained, record))
         if tracker is not None:
             _record_stage(tracker, run_id, name, layout, trained, record)
-    return outcomes
+    return vlm, outcomes
 
 
 def _record_stage(

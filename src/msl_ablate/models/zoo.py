@@ -252,6 +252,7 @@ def builder_kwargs(
     kwargs = OmegaConf.to_container(spec, resolve=True)
     for _, component in components(kwargs, ""):
         component["checkpoint"] = resolve_checkpoint(component, offline_twins, zoo_dir, max_steps)
-        for key in ("twin", *drop):
+        # shard_blocks: how training shards the model (training/sharding.py), not a build argument.
+        for key in ("twin", "shard_blocks", *drop):
             component.pop(key, None)
     return kwargs

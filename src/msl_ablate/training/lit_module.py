@@ -8,11 +8,18 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from torch.distributed.tensor import DTensor
 
 from msl_ablate.models.vlm import VisionLanguageModel
 from msl_ablate.training.flops import StepSizes, step_flops
 from msl_ablate.training.micro_batches import count_label_tokens, split_by_length
+from msl_ablate.training.sharding import FullyShardedStrategy, is_sharded, shard_model
 from msl_ablate.utils.errors import NonFiniteLossError
+
+
+def _local(param: torch.Tensor) -> torch.Tensor:
+    """This rank's shard of a sharded parameter (differentiable), else the parameter."""
+    return param.to_local() if isinstance(param, DTensor) else param
 
 
 class VLMLitModule(L.LightningModule):
@@ -33,7 +40,11 @@ class VLMLitModule(L.LightningModule):
     def __init__(self, vlm: VisionLanguageModel, param_groups: list[dict], stage: DictConfig):
         super().__init__()
         self.vlm = vlm
-        self.param_groups = param_groups
+        # By name: sharding (FSDP) replaces the parameter objects, never their names.
+        names = {id(p): name for name, p in vlm.named_parameters()}
+        self.group_names = [
+            {**g, "params": [names[id(p)] for p in g["params"]]} for g in param_groups
+        ]
         self.stage = stage
         # Stage checkpoints hold only trainable weights, so loading one is partial.
         self.strict_loading = False
@@ -46,6 +57,16 @@ class VLMLitModule(L.LightningModule):
         trains = tower is not None and any(p.requires_grad for p in tower.parameters())
         found = [self.vlm.lm.model, tower] if trains else [self.vlm.lm.model]
         return [m for m in found if getattr(m, "supports_gradient_checkpointing", False)]
+
+    def configure_model(self) -> None:
+        strategy = self.trainer.strategy
+        if isinstance(strategy, FullyShardedStrategy) and not is_sharded(self.vlm):
+            shard_model(self.vlm, self.device_mesh["data_parallel"], strategy.blocks)
+
+    def param_groups(self) -> list[dict]:
+        """The optimizer's parameter groups, with the parameters the model holds now."""
+        params = dict(self.vlm.named_parameters())
+        return [{**g, "params": [params[n] for n in g["params"]]} for g in self.group_names]
 
     def on_fit_start(self) -> None:
         if self.stage.gradient_checkpointing:
@@ -92,7 +113,9 @@ class VLMLitModule(L.LightningModule):
             # A text-only batch when only the projector trains: nothing trained is in the graph.
             # Tie the trained weights in with a zero gradient, so the step (and every DDP rank)
             # still happens and the data stream stays at one batch per step.
-            loss = loss + sum(p.sum() * 0.0 for g in self.param_groups for p in g["params"])
+            loss = loss + sum(
+                _local(p).sum() * 0.0 for g in self.optimizers().param_groups for p in g["params"]
+            )
         batch_size = batch["input_ids"].shape[0]
         # The mean over ranks: the token-mean loss of the whole step (see above).
         self.log("train/loss", mean_loss, prog_bar=True, batch_size=batch_size)
@@ -106,7 +129,7 @@ class VLMLitModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = instantiate(self.stage.optimizer, _convert_="all")(self.param_groups)
+        optimizer = instantiate(self.stage.optimizer, _convert_="all")(self.param_groups())
         total = self.stage.max_steps
         scheduler = instantiate(self.stage.scheduler)(
             optimizer,

@@ -19,6 +19,7 @@ from torch import nn
 from msl_ablate.config.enums import COMPONENTS, LORA_MODES, Mode
 from msl_ablate.models.lm import CausalLM
 from msl_ablate.models.vlm import VisionLanguageModel
+from msl_ablate.training.sharding import trainable_state
 from msl_ablate.utils.files import atomic_path
 from msl_ablate.utils.logging import get_logger
 
@@ -174,15 +175,15 @@ def log_trainability(vlm: VisionLanguageModel, stage: DictConfig) -> None:
     log.info("Stage %s trainability:\n%s", stage.name, trainability_table(vlm, stage))
 
 
-def trainable_state_dict(vlm: VisionLanguageModel) -> dict[str, torch.Tensor]:
-    """Only the parameters that the current stage trains (what a stage checkpoint holds)."""
-    return {n: p.detach().cpu().contiguous() for n, p in vlm.named_parameters() if p.requires_grad}
-
-
 def save_trainable(vlm: VisionLanguageModel, path: str | Path) -> Path:
     """Save the trainable parameters as safetensors, atomically."""
+    return save_state(trainable_state(vlm), path)
+
+
+def save_state(state: dict[str, torch.Tensor], path: str | Path) -> Path:
+    """Save ``{name: tensor}`` as safetensors, atomically."""
     with atomic_path(path) as tmp:
-        save_file(trainable_state_dict(vlm), str(tmp))
+        save_file(state, str(tmp))
     return Path(path)
 
 
