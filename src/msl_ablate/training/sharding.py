@@ -112,8 +112,17 @@ def shard_model(vlm: nn.Module, mesh: Any, blocks: dict[str, list[str] | None]) 
     Raises:
         ValueError: A named block class is not in its component.
     """
+    import torch.distributed as dist
     from torch.distributed.fsdp import fully_shard
 
+    # Like DDP at wrap time: every rank starts from rank 0's trained weights. Randomly
+    # initialised ones (a new projector, LoRA adapters) could differ between ranks, and
+    # fully_shard keeps each rank's own slice; the frozen ones come from the same files.
+    with torch.no_grad():
+        for param in vlm.parameters():
+            if param.requires_grad:
+                dist.broadcast(param.data, src=dist.get_global_rank(mesh.get_group(), 0),
+                               group=mesh.get_group())  # fmt: skip
     towers = {"lm": vlm.lm.model, "vision": getattr(vlm.vision, "model", None)}
     units = []
     for component, model in towers.items():

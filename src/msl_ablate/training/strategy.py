@@ -74,18 +74,23 @@ def _apply_lora(vlm: VisionLanguageModel, lora: DictConfig, quantized: bool) -> 
 def _apply_vision(vlm: VisionLanguageModel, stage: DictConfig) -> None:
     mode = Mode(stage.vision.mode)
     _set_trainable(vlm.vision, mode is Mode.full)
-    if mode is not Mode.partial:
+    if mode is Mode.frozen:
         return
-    blocks = list(vlm.vision.blocks)
-    k = stage.vision.trainable_blocks
-    if not 1 <= k <= len(blocks):
-        raise ValueError(
-            f"strategy.stages.{stage.name}.vision.trainable_blocks={k} does not fit the vision "
-            f"encoder ({type(vlm.vision).__name__}), which has {len(blocks)} blocks; "
-            f"choose 1..{len(blocks)}"
-        )
-    for block in blocks[-k:]:
-        _set_trainable(block, True)
+    if mode is Mode.partial:
+        blocks = list(vlm.vision.blocks)
+        k = stage.vision.trainable_blocks
+        if not 1 <= k <= len(blocks):
+            raise ValueError(
+                f"strategy.stages.{stage.name}.vision.trainable_blocks={k} does not fit the "
+                f"vision encoder ({type(vlm.vision).__name__}), which has {len(blocks)} blocks; "
+                f"choose 1..{len(blocks)}"
+            )
+        for block in blocks[-k:]:
+            _set_trainable(block, True)
+    unread = set(vlm.vision.unread_parameters())
+    for name, param in vlm.vision.named_parameters():
+        if name in unread:
+            param.requires_grad_(False)  # no gradient ever reaches it
 
 
 def _apply_lm(vlm: VisionLanguageModel, stage: DictConfig) -> None:

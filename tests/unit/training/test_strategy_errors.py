@@ -79,3 +79,14 @@ def test_qlora_build_fails_clearly_without_cuda_and_bitsandbytes(tiny) -> None:
         build_vlm(cfg)
     chain = f"{err.value} {err.value.__cause__}"
     assert "needs a CUDA GPU and the bitsandbytes package" in chain
+
+
+def test_a_trained_tower_leaves_what_never_feeds_the_features_frozen(tiny) -> None:
+    # SigLIP's final norm runs after the block that gives the features: no gradient reaches
+    # it, and DDP would stop at a trainable parameter without one.
+    cfg = tiny("strategy=vfull_lmfrozen", "strategy.stages.finetune.vision.lr=1e-5")
+    vlm = build_vlm(cfg)
+    apply_stage(vlm, cfg.strategy.stages.finetune)
+    frozen = {n for n, p in vlm.vision.named_parameters() if not p.requires_grad}
+    assert frozen == {"model.post_layernorm.weight", "model.post_layernorm.bias"}
+    assert sum(p.requires_grad for p in vlm.vision.blocks[-1].parameters()) > 0

@@ -94,6 +94,21 @@ class VisionEncoder(nn.Module, ABC):
         Blocks after ``feature_layer`` are left out: they never receive a gradient.
         """
 
+    _unread: list[str] | None = None
+
+    def unread_parameters(self) -> list[str]:
+        """Names of the parameters that the features never depend on.
+
+        A final norm or pooling layer after the blocks, the blocks after ``feature_layer``
+        where a backend runs them all, a mask token used only in masked pretraining. A trained
+        tower leaves them frozen: they would get no gradient (DDP stops at such parameters).
+        Found once, by which parameters one image's features reach in backward, so it holds
+        for every backend without naming their layers.
+        """
+        if self._unread is None:
+            self._unread = _probe_unread(self)
+        return self._unread
+
     @abstractmethod
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Encode images.
@@ -104,6 +119,24 @@ class VisionEncoder(nn.Module, ABC):
         Returns:
             Image features ``(B, N, D_v)``.
         """
+
+
+def _probe_unread(encoder: VisionEncoder) -> list[str]:
+    names, params = zip(*encoder.named_parameters(), strict=True)
+    flags, training = [p.requires_grad for p in params], encoder.training
+    pixels = encoder.image_transform(Image.new("RGB", (64, 64), (128, 128, 128))).unsqueeze(0)
+    encoder.eval()
+    try:
+        for p in params:
+            p.requires_grad_(True)
+        with torch.enable_grad():
+            features = encoder(pixels.to(params[0].device, params[0].dtype))
+            grads = torch.autograd.grad(features.sum(), params, allow_unused=True)
+    finally:
+        for p, flag in zip(params, flags, strict=True):
+            p.requires_grad_(flag)
+        encoder.train(training)
+    return [name for name, grad in zip(names, grads, strict=True) if grad is None]
 
 
 def check_token_count(features: torch.Tensor, encoder: VisionEncoder, hint: str) -> None:

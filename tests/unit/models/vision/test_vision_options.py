@@ -127,3 +127,6 @@ def test_twin_vlm_forward_and_backward(option_cfg, name: str):
     # `blocks` ends at the feature layer, so its last block is on the gradient path.
     last_block = vlm.vision.blocks[-1]
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in last_block.parameters())
+    # What a trained tower leaves frozen is exactly what got no gradient here.
+    no_grad = {n for n, p in vlm.vision.named_parameters() if p.grad is None}
+    assert set(vlm.vision.unread_parameters()) == no_grad
