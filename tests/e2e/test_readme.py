@@ -62,6 +62,7 @@ COMMANDS = {
     ".venv/bin/msl-ablate train trainer.devices=2 trainer.strategy=ddp preset=demo": "slow",
     ".venv/bin/torchrun --nproc_per_node=2 -m msl_ablate.commands.train trainer.devices=2 "
     "trainer.strategy=ddp preset=demo": "slow",
+    ".venv/bin/msl-ablate train trainer.devices=2 trainer.strategy=fsdp preset=demo": "slow",
     "make fig5": "skip: 18 mini trainings (~30 min on 2 cores); tests/e2e/test_study.py runs a "
     "smaller Figure-5 sweep and its report",
     # generates the mini data set (~1 min) and times 18 jobs; the command has fast e2e tests

@@ -244,7 +244,8 @@ class TrainerConfig:
     accelerator: str = "auto"
     devices: Any = 1
     num_nodes: int = 1
-    strategy: Any = "auto"  # Lightning's: auto, ddp, fsdp, ...
+    # auto, ddp, ... (Lightning's) or fsdp (FSDP2 over every rank: training/sharding.py)
+    strategy: Any = "auto"
     precision: str = "32-true"
     log_every_n_steps: int = 10
     gradient_clip_val: float | None = 1.0

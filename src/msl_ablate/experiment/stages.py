@@ -207,7 +207,8 @@ def _train_or_reuse(
                 tracking_uri=tracker.tracking_uri, run_id=run_id, log_model=False, prefix=stage.name
             )
         fit = fit_stage(cfg, vlm, stage, param_groups, layout, max_length, logger)
-        state = trainable_state(vlm)  # every rank: a sharded model is gathered (collective)
+        # A sharded model's weights are gathered from every rank: all of them take part.
+        state = trainable_state(vlm) if is_sharded(vlm) or is_rank_zero() else {}
         if not is_rank_zero():  # rank zero alone writes; the other ranks go on to the next stage
             return True
         save_state(state, layout.weights)

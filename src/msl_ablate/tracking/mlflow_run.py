@@ -30,7 +30,7 @@ from omegaconf import DictConfig
 
 from msl_ablate.utils.locks import hold
 from msl_ablate.utils.logging import get_logger
-from msl_ablate.utils.signals import deferred_signals
+from msl_ablate.utils.signals import deferred_signals, shielded
 
 log = get_logger(__name__)
 
@@ -168,6 +168,7 @@ class Tracker:
                            "attributes.status = 'FINISHED'")  # fmt: skip
         return {run.data.tags[KEY_TAG[EVALUATION]]: run for run in done}
 
+    @shielded  # a preemption signal waits until the write is done
     def open(
         self,
         kind: str,
@@ -206,6 +207,7 @@ class Tracker:
         log.info("MLflow %s run %s (%s) in %s", kind, run_id, name, self.tracking_uri)
         return run_id, None
 
+    @shielded
     def log_params(self, run_id: str, params: dict[str, str]) -> None:
         from mlflow.entities import Param
 
@@ -213,6 +215,7 @@ class Tracker:
         for i in range(0, len(batch), MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run_id, params=batch[i : i + MAX_PARAMS_PER_BATCH])
 
+    @shielded
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
@@ -225,6 +228,7 @@ class Tracker:
         batch = [Metric(k, float(v), now, step) for k, v in sorted(metrics.items())]
         self._log_metric_batch(run_id, batch)
 
+    @shielded
     def _log_metric_batch(self, run_id: str, batch: list[Any]) -> None:
         for i in range(0, len(batch), MAX_METRICS_PER_BATCH):
             self.client.log_batch(run_id, metrics=batch[i : i + MAX_METRICS_PER_BATCH])
@@ -240,12 +244,15 @@ class Tracker:
         self._log_metric_batch(dest, points)
         return len(points)
 
+    @shielded
     def log_artifacts(self, run_id: str, local_dir: str | Path, path: str | None = None) -> None:
         self.client.log_artifacts(run_id, str(local_dir), path)
 
+    @shielded
     def log_text(self, run_id: str, text: str, path: str) -> None:
         self.client.log_text(run_id, text, path)
 
+    @shielded
     def finish(self, run_id: str, status: str = "FINISHED", reason: str | None = None) -> None:
         """Close a run as ``FINISHED``, ``FAILED`` or ``KILLED`` (``failure`` tag: why)."""
         if reason is not None:

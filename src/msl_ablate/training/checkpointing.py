@@ -95,7 +95,7 @@ class StageCheckpoint(L.Callback):
     clocks differ (one small broadcast per step), the ranks agree on whether the write worked,
     and only global rank 0 rotates the files. Only rank 0's RNG state is saved: every rank
     resumes from it, so with dropout the other ranks' masks may differ from an uninterrupted
-    run. Sharded strategies (FSDP) are untested.
+    run. Under FSDP (``training/sharding.py``) the checkpoint is gathered on rank 0 the same way.
 
     Args:
         dirpath: Folder of ``last.ckpt`` and ``previous.ckpt`` (the stage's resume folder).

@@ -87,10 +87,14 @@ def _apply_vision(vlm: VisionLanguageModel, stage: DictConfig) -> None:
             )
         for block in blocks[-k:]:
             _set_trainable(block, True)
-    unread = set(vlm.vision.unread_parameters())
-    for name, param in vlm.vision.named_parameters():
-        if name in unread:
-            param.requires_grad_(False)  # no gradient ever reaches it
+    unread = vlm.vision.unread_parameters()
+    params = dict(vlm.vision.named_parameters())
+    for name in unread:
+        params[name].requires_grad_(False)  # no gradient ever reaches it
+    if unread:
+        shown = ", ".join(unread[:4]) + (f" and {len(unread) - 4} more" if len(unread) > 4 else "")
+        log.info("Stage %s: the vision tower's %s never feed its features: left frozen",
+                 stage.name, shown)  # fmt: skip
 
 
 def _apply_lm(vlm: VisionLanguageModel, stage: DictConfig) -> None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # SLURM's warning before a preemption or time limit (submitit asks for it): submitit's handler
 # requeues the job and raises SystemExit wherever the main thread is.
@@ -39,3 +43,14 @@ def deferred_signals(signums: tuple[int, ...] = PREEMPTION_SIGNALS) -> Iterator[
                 handler(signum, None)
             elif handler == signal.SIG_DFL:
                 signal.raise_signal(signum)
+
+
+def shielded(fn: F) -> F:
+    """``fn`` run inside ``deferred_signals`` (for methods that write to a store)."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with deferred_signals():
+            return fn(*args, **kwargs)
+
+    return run  # type: ignore[return-value]

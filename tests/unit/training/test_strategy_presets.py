@@ -51,7 +51,8 @@ def _expected_trainable(vlm: VisionLanguageModel, stage: DictConfig, lm_linears:
     """The formula per component (computed from the model before any LoRA wrapping)."""
     vision = {
         "frozen": 0,
-        "full": _numel(vlm.vision),
+        # SigLIP's final norm runs after the block that gives the features: never trained.
+        "full": _numel(vlm.vision) - _numel(vlm.vision.model.post_layernorm),
         "partial": sum(
             _numel(b) for b in list(vlm.vision.blocks)[-stage.vision.trainable_blocks :]
         ),
