@@ -16,6 +16,7 @@ the card scores each kind's accuracy against random init.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Callable
@@ -146,6 +147,32 @@ def exercise_kinds(kinds: dict[str, float] | None) -> dict[str, float]:
     return kinds
 
 
+@dataclasses.dataclass(frozen=True)
+class ExerciseRecipe:
+    """A zoo LM recipe's ``exercises`` (``pretrain_lm_twin``): checked key by key, so a
+    misspelt key is named instead of silently ignored."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    kinds: dict[str, float] | None = None  # skill kind -> weight; None: all, equally
+    corpus_batch_size: int = 0  # corpus rows (causal-LM loss) in each step
+
+    @classmethod
+    def of(cls, node: dict[str, Any], name: str) -> ExerciseRecipe:
+        """Raises ValueError naming unknown and missing keys of ``node``."""
+        keys = [f.name for f in dataclasses.fields(cls)]
+        required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
+        unknown = sorted(set(node) - set(keys))
+        missing = [k for k in required if k not in node]
+        if unknown or missing:
+            raise ValueError(
+                f"zoo LM recipe {name!r}: exercises has unknown keys {unknown} and lacks "
+                f"{missing}; its keys are {keys} ({', '.join(required)} required)"
+            )
+        return cls(**node)
+
+
 def train_exercises(
     model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
@@ -247,20 +274,21 @@ def pretrain_lm_twin(
     """
     if objective != "causal_lm":
         raise ValueError(f"zoo LM recipe {name!r}: objective must be causal_lm, got {objective!r}")
+    drills = ExerciseRecipe.of(exercises, name) if exercises else None
     clock = Stopwatch()
     model, tokenizer = new_lm_twin(zoo_dir, model_class, config, seed)
     rows = pack(tokenizer, scene_documents(seed, documents), seq_len)
     heldout = pack(tokenizer, scene_documents(f"heldout/{seed}", HELDOUT_DOCUMENTS), seq_len)
     random_ppl = perplexity(model, heldout)
-    kinds = sorted(exercise_kinds(exercises.get("kinds"))) if exercises else []
+    kinds = sorted(exercise_kinds(drills.kinds)) if drills else []
     random_acc = {k: exercise_accuracy(model, tokenizer, k, seed) for k in kinds}
     log.info("Pretraining zoo LM %s: %d steps on %d rows of %d tokens", name, steps, *rows.shape)
     losses = train_causal_lm(model, rows, steps, batch_size, lr, seed)
-    if exercises:
-        log.info("Zoo LM %s: %d steps of exercises", name, exercises["steps"])
+    if drills:
+        log.info("Zoo LM %s: %d steps of exercises", name, drills.steps)
         losses += train_exercises(
-            model, tokenizer, exercises["steps"], exercises["batch_size"], exercises["lr"],
-            seed, exercises.get("kinds"), rows, exercises.get("corpus_batch_size", 0),
+            model, tokenizer, drills.steps, drills.batch_size, drills.lr, seed, drills.kinds,
+            rows, drills.corpus_batch_size,
         )  # fmt: skip
     ppl = perplexity(model, heldout)
     scores = [Score("heldout_perplexity", round(ppl, 3), round(random_ppl, 3), False)]
@@ -278,7 +306,7 @@ def pretrain_lm_twin(
         kind="lm",
         objective=objective,
         recipe=recipe,
-        steps=steps + (exercises["steps"] if exercises else 0),
+        steps=steps + (drills.steps if drills else 0),
         seed=seed,
         losses=sample_losses(losses),
         build_seconds=clock.seconds,

@@ -123,6 +123,17 @@ def test_exercises_loss_falls_and_unknown_kinds_are_named(zoo: Path) -> None:
         train_exercises(model, tokenizer, 1, 2, 1e-3, 0, kinds={"riddle": 1.0})
 
 
+def test_a_misspelt_exercises_key_is_named_before_any_training(zoo: Path, tmp_path) -> None:
+    recipe = {"steps": 1, "batch_size": 2, "lr": 1e-3, "corpus_batchsize": 8}
+    with pytest.raises(ValueError) as err:
+        pretrain_lm_twin(tmp_path, zoo, "tiny_test", "transformers.PhiForCausalLM", TINY,
+                         steps=1, batch_size=2, lr=1e-3, exercises=recipe)  # fmt: skip
+    message = str(err.value)
+    assert "exercises has unknown keys ['corpus_batchsize'] and lacks []" in message
+    assert "'corpus_batch_size'" in message
+    assert not any(tmp_path.iterdir())  # nothing was trained or written
+
+
 def test_exercise_accuracy_reads_the_answer_logit(zoo: Path) -> None:
     # An LM that always puts its weight on the token "B" gets exactly the share of B answers.
     model, tokenizer = new_lm_twin(zoo, "transformers.PhiForCausalLM", TINY, seed=0)
