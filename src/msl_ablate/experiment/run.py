@@ -337,4 +337,14 @@ def _bring_to_end(
     if tracker is not None and not training_recorded:
         tracker.set_tags(run_id, {"stage": "done"})
         tracker.finish(run_id, "FINISHED")
-    return vlm, prompt_limit(cfg, vlm)
+    return vlm.to(evaluation_device(cfg)), prompt_limit(cfg, vlm)
+
+
+def evaluation_device(cfg: DictConfig) -> str:
+    """Where the trained model answers the benchmarks: the GPU the trainer uses (Lightning moves
+    the model back to the CPU when a fit ends, and a reused stage is loaded there), else the CPU.
+    """
+    import torch
+
+    on_gpu = str(cfg.trainer.accelerator) in ("gpu", "cuda", "auto")
+    return "cuda" if on_gpu and torch.cuda.is_available() else "cpu"
