@@ -114,17 +114,21 @@ def optimise(
     return losses
 
 
+def corpus_loss(
+    model: nn.Module, rows: torch.Tensor, batch_size: int, generator: torch.Generator
+) -> torch.Tensor:
+    """The next-token loss of ``batch_size`` rows of the corpus drawn at random."""
+    batch = rows[torch.randint(len(rows), (batch_size,), generator=generator)]  # (B, L)
+    return model(input_ids=batch, labels=batch).loss
+
+
 def train_causal_lm(
     model: nn.Module, rows: torch.Tensor, steps: int, batch_size: int, lr: float, seed: int
 ) -> list[float]:
     """Next-token training on random batches of ``rows``; returns the loss of every step."""
     generator = torch.Generator().manual_seed(seed)
-
-    def step_loss(_: int) -> torch.Tensor:
-        batch = rows[torch.randint(len(rows), (batch_size,), generator=generator)]  # (B, L)
-        return model(input_ids=batch, labels=batch).loss
-
-    return optimise(step_loss, model, steps, lr, "zoo LM pretraining")
+    return optimise(lambda _: corpus_loss(model, rows, batch_size, generator), model, steps, lr,
+                    "zoo LM pretraining")  # fmt: skip
 
 
 def exercise(tokenizer: PreTrainedTokenizerBase, question: str, answer: str) -> TokenizedSample:
@@ -201,8 +205,7 @@ def train_exercises(
         )
         loss = model(**batch).loss
         if rows is not None and corpus_batch_size:
-            text = rows[torch.randint(len(rows), (corpus_batch_size,), generator=generator)]
-            loss = loss + model(input_ids=text, labels=text).loss
+            loss = loss + corpus_loss(model, rows, corpus_batch_size, generator)
         return loss
 
     return optimise(step_loss, model, steps, lr, "zoo LM exercises")
