@@ -152,6 +152,11 @@ def _lm_sequence_problems(cfg: DictConfig) -> list[str]:
     if qlora_keys:
         where = ", ".join(f"strategy.stages.{k}.lm.mode=qlora" for k in qlora_keys)
         problems += _hardware_problems(where, cfg)
+        if cfg.trainer.strategy == "fsdp":  # training/sharding.py: FSDP2 of plain tensors
+            problems.append(
+                f"{where} with trainer.strategy=fsdp: FSDP here does not shard bitsandbytes' "
+                f"4-bit weights; use lm.mode=lora with fsdp, or qlora with trainer.strategy=ddp"
+            )
     for k in keys:
         if modes[k] is not Mode.full or not lora_keys:
             continue

@@ -110,6 +110,16 @@ def test_qlora_passes_with_cuda_and_bitsandbytes(make_cfg, monkeypatch) -> None:
     check_config(make_cfg("strategy=vfrozen_lmlora", f"{FT}.lm.mode=qlora", "trainer=gpu"))
 
 
+def test_qlora_under_fsdp_is_refused_with_the_ways_out(make_cfg, monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(checks.importlib.util, "find_spec", lambda name: object())
+    qlora = ["strategy=vfrozen_lmlora", f"{FT}.lm.mode=qlora", "trainer=gpu"]
+    (problem,) = _problems(make_cfg, *qlora, "trainer.strategy=fsdp")
+    assert problem.startswith(f"{FT}.lm.mode=qlora with trainer.strategy=fsdp: ")
+    assert problem.endswith("use lm.mode=lora with fsdp, or qlora with trainer.strategy=ddp")
+    check_config(make_cfg(*qlora, "trainer.strategy=ddp"))
+
+
 def test_full_lm_next_to_qlora(make_cfg, monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(checks.importlib.util, "find_spec", lambda name: object())
