@@ -34,7 +34,7 @@ class FullyShardedStrategy(ModelParallelStrategy):
 
     The module shards itself in ``configure_model`` with ``shard_model`` (``VLMLitModule``
     does). Resume checkpoints hold only the trained parameters, gathered on rank 0 into one
-    file, so a stage resumes on any number of ranks.
+    file (not one shard per rank).
 
     Args:
         blocks: ``{"lm": [...], "vision": [...]}``: the block class names of each component
