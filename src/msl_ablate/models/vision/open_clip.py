@@ -70,6 +70,9 @@ class OpenCLIPVisionEncoder(VisionEncoder):
                 f"vision.feature_layer={feature_layer} reads the patch embedding; open_clip "
                 f"returns block outputs, so it must select block 1 or later ({option_file(name)})"
             )
+        # open_clip's own cut: the blocks after the feature layer, ln_post and the projection
+        # are removed, so they are neither run nor kept.
+        visual.prune_intermediate_layers([self._num_used_blocks - 1], prune_norm=True)
 
     @property
     def embed_dim(self) -> int:
@@ -81,10 +84,10 @@ class OpenCLIPVisionEncoder(VisionEncoder):
 
     @property
     def blocks(self) -> nn.ModuleList:
-        return nn.ModuleList(list(self.visual.transformer.resblocks)[: self._num_used_blocks])
+        return nn.ModuleList(self.visual.transformer.resblocks)  # cut at the feature layer
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        # Pre-``ln_post`` block output, as transformers' hidden_states; stop_early skips the rest.
+        # The last kept block's output (before ``ln_post``), as transformers' hidden_states.
         out = self.visual.forward_intermediates(
             pixel_values,
             indices=[self._num_used_blocks - 1],

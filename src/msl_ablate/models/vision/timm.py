@@ -77,6 +77,9 @@ class TimmVisionEncoder(VisionEncoder):
                 f"return block outputs, so it must select block 1 or later ({option_file(name)})"
             )
         self._grid = tuple(model.patch_embed.grid_size)
+        # timm's own cut: the blocks after the feature layer, the final norm and the pooling
+        # head (SigLIP's attention pool) are removed, so they are neither run nor kept.
+        model.prune_intermediate_layers([self._num_used_blocks - 1], prune_norm=True)
 
     @property
     def embed_dim(self) -> int:
@@ -88,12 +91,11 @@ class TimmVisionEncoder(VisionEncoder):
 
     @property
     def blocks(self) -> nn.ModuleList:
-        return nn.ModuleList(list(self.model.blocks)[: self._num_used_blocks])
+        return nn.ModuleList(self.model.blocks)  # cut at the feature layer
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         keep_prefix = not self.drop_cls and self.num_prefix_tokens > 0
-        # norm=False: pre-norm block output, as transformers' hidden_states; stop_early skips
-        # the blocks after the feature layer.
+        # norm=False: the last kept block's output, as transformers' hidden_states.
         (out,) = self.model.forward_intermediates(
             pixel_values,
             indices=[self._num_used_blocks - 1],

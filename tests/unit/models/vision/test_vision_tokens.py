@@ -186,3 +186,46 @@ def test_a_transformers_tower_ends_at_its_feature_layer_with_the_same_features(
         got = encoder(x)
     reference = expected[feature_layer][:, encoder.num_prefix_tokens if encoder.drop_cls else 0 :]
     torch.testing.assert_close(got, reference, rtol=0, atol=1e-6)
+
+
+def _full_tower(option_cfg, name: str) -> nn.Module:
+    """The option's twin as its library builds it, whole: every block, norm and head."""
+    import open_clip
+    import timm
+
+    from msl_ablate.models.zoo import resolve_checkpoint
+
+    cfg = option_cfg(name, image_size=32)
+    folder = resolve_checkpoint(cfg.vision, True, cfg.paths.zoo_dir, cfg.zoo.max_steps)
+    if name.startswith("timm_"):
+        return timm.create_model(f"local-dir:{folder}", pretrained=True, num_classes=0,
+                                 img_size=32)  # fmt: skip
+    return open_clip.create_model(f"local-dir:{folder}", force_image_size=32).visual
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["timm_vit_b16_in21k", "timm_siglip_b16_224", "timm_dinov2_l14_reg4", "openclip_vit_b16"],
+)
+@pytest.mark.parametrize("feature_layer", [-2, 1])
+def test_a_timm_or_open_clip_tower_ends_at_its_feature_layer_with_the_same_features(
+    option_cfg, make_encoder, name: str, feature_layer: int
+):
+    encoder = make_encoder(name, image_size=32, feature_layer=feature_layer, drop_cls=False)
+    full = _full_tower(option_cfg, name)
+    full.eval()
+    blocks = full.blocks if hasattr(full, "blocks") else full.transformer.resblocks
+    kept = feature_layer % (len(blocks) + 1)
+    assert kept < len(blocks)
+    # Only the blocks that feed the features are left; no norm, pooling head or projection.
+    assert len(encoder.blocks) == kept
+    left = {n.split(".")[1] for n, _ in encoder.named_parameters()}
+    assert not left & {"norm", "fc_norm", "attn_pool", "head", "ln_post", "proj"}, left
+    # The reference: the full tower run to its end, the kept last block's output caught by a hook.
+    seen = []
+    blocks[kept - 1].register_forward_hook(lambda _m, _i, out: seen.append(out))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        full(x)
+        got = encoder(x)
+    torch.testing.assert_close(got, seen[0], rtol=0, atol=1e-6)
