@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from msl_ablate.data.tokens import IGNORE_INDEX
 
@@ -27,17 +28,17 @@ class VLMCollator:
     padding_side: str = "right"
 
     def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
-        longest = max(len(s["input_ids"]) for s in samples)
-        batch_size = len(samples)
-        input_ids = torch.full((batch_size, longest), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((batch_size, longest), IGNORE_INDEX, dtype=torch.long)
-        attention_mask = torch.zeros((batch_size, longest), dtype=torch.long)
-        for i, s in enumerate(samples):
-            n = len(s["input_ids"])
-            span = slice(longest - n, longest) if self.padding_side == "left" else slice(0, n)
-            input_ids[i, span] = s["input_ids"]
-            labels[i, span] = s["labels"]
-            attention_mask[i, span] = 1
+        def pad(key: str, value: int) -> torch.Tensor:  # (B, longest)
+            return pad_sequence([s[key] for s in samples], batch_first=True,
+                                padding_value=value, padding_side=self.padding_side)  # fmt: skip
+
+        input_ids = pad("input_ids", self.pad_token_id)
+        labels = pad("labels", IGNORE_INDEX)
+        lengths = torch.tensor([len(s["input_ids"]) for s in samples])
+        positions = torch.arange(input_ids.shape[1])
+        if self.padding_side == "left":
+            positions = positions.flip(0)
+        attention_mask = (positions < lengths[:, None]).long()
         batch: dict[str, Any] = {
             "ids": [s["id"] for s in samples],
             "input_ids": input_ids,  # (B, L)

@@ -72,7 +72,7 @@ class LlavaDataset(Dataset):
         self.keep_tokens = keep_tokens
         self.table = tokens
         self.too_long = too_long
-        self._digests: dict[Path, str] = {}  # the feature cache's key of each image
+        self._digests: dict[str, str] = {}  # the feature cache's key of each record's image
 
     def __len__(self) -> int:
         return len(self.records)
@@ -121,10 +121,9 @@ class LlavaDataset(Dataset):
         if truncated:
             item["truncated"] = True
         if has_image and self.features is not None:
-            path = self.image_dir / rec["image"]
-            if path not in self._digests:
-                self._digests[path] = image_digest(path)
-            digest = self._digests[path]
+            digest = self._digests.get(rec["image"])
+            if digest is None:
+                digest = self._digests[rec["image"]] = image_digest(self.image_dir / rec["image"])
             item["image_features"] = self.features.get(digest)  # (N, D_v)
         elif has_image:
             path = self.image_dir / rec["image"]

@@ -17,6 +17,8 @@ augmented in this harness; a tower that trains never uses the cache.
 
 from __future__ import annotations
 
+import io
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,18 +66,49 @@ class FeatureCache:
         Raises:
             FileNotFoundError: Not cached (fill the cache before training from it).
         """
+        # os.path, not pathlib: this runs for every item of every step.
+        path = os.path.join(self.root, self.encoder_key, digest[:2], digest + ".npy")
         try:  # no separate existence check: it is a fifth of a read's time, on every item
-            return torch.from_numpy(np.load(self.path(digest)))
+            with open(path, "rb") as handle:
+                data = bytearray(handle.read())  # writable: torch warns on read-only arrays
         except FileNotFoundError:
             raise FileNotFoundError(
                 f"no cached vision features for image {digest} in {self.folder}; the stage fills "
                 f"the cache before it trains from it (was it cleared while the run was going?)"
             ) from None
+        return torch.from_numpy(_npy_array(data))
 
     def put(self, digest: str, features: torch.Tensor) -> None:
         """Store an image's features atomically."""
         with atomic_path(self.path(digest)) as tmp, open(tmp, "wb") as handle:
             np.save(handle, features.detach().to("cpu", torch.float32).contiguous().numpy())
+
+
+# Every file of one encoder has the same .npy header (dtype and shape), so a header is parsed
+# once and then only compared: np.load parses it (with ast) on every read, about half of the
+# read time of a 16x128 array (measured on 2 cores).
+_HEADERS: dict[bytes, tuple[int, np.dtype, tuple[int, ...]]] = {}
+
+
+def _npy_array(data: bytearray) -> np.ndarray:
+    """The array of a .npy file's bytes (a view of them)."""
+    # Format 1.0: 6 magic bytes, the version (2), the header's length (2), then the header.
+    header_end = 10 + int.from_bytes(data[8:10], "little") if data[6:8] == b"\x01\x00" else 0
+    header = bytes(data[:header_end])
+    known = _HEADERS.get(header)
+    if known is None:
+        buffer = io.BytesIO(data)
+        if not header_end:  # another format version: never written by put()
+            return np.load(buffer)
+        np.lib.format.read_magic(buffer)
+        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(buffer)
+        if fortran_order or dtype.hasobject:  # never written by put(): read it the slow way
+            return np.load(io.BytesIO(data))
+        known = (buffer.tell(), dtype, shape)
+        if len(_HEADERS) < 256:
+            _HEADERS[header] = known
+    offset, dtype, shape = known
+    return np.frombuffer(data, dtype=dtype, offset=offset).reshape(shape)
 
 
 def cache_folders(root: Path) -> list[tuple[Path, int, int]]:
