@@ -96,7 +96,7 @@ def pick_records(records: list[dict], lengths: list[int], kind: str, at_least: i
     return [r for r, n in zip(records, lengths, strict=True) if n in kept]
 
 
-def _synchronize() -> None:
+def synchronize() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
 
@@ -149,7 +149,7 @@ class ReferenceLoop:
         loss.backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        _synchronize()
+        synchronize()
         return time.perf_counter() - start, batch
 
 
@@ -174,7 +174,7 @@ class Interleave(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: dict[str, Any], batch_idx: int) -> None:  # fmt: skip
-        _synchronize()
+        synchronize()
         seconds = time.perf_counter() - self.last
         step = trainer.global_step
         counted = step > self.block  # the first block of each contender warms up

@@ -35,6 +35,7 @@ from transformers import PreTrainedTokenizerFast
 
 from msl_ablate.config.compose import config_dir
 from msl_ablate.data.tokens import IGNORE_INDEX, IMAGE_TOKEN
+from msl_ablate.experiment.bench import device_name, synchronize
 from msl_ablate.models.activations import fuse_activation
 from msl_ablate.models.lm import CausalLM
 from msl_ablate.models.projector import MLPProjector
@@ -140,8 +141,7 @@ class StepTimer(L.Callback):
         self.last = 0.0
 
     def _now(self) -> float:
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        synchronize()
         return time.perf_counter()
 
     def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
@@ -208,7 +208,7 @@ def run_shaped(
     dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float32
     peak = get_available_flops(device, dtype) if on_gpu else None
     result = {
-        "shape": shape_name, "stage": stage_name, "device": _device_name(device),
+        "shape": shape_name, "stage": stage_name, "device": device_name(),
         "precision": precision, "layers": layers, "batch_size": batch, "sequence": length,
         "image_tokens": vlm.num_image_tokens, "steps": len(timed),
         "parameters_b": round(sum(p.numel() for p in vlm.parameters()) / 1e9, 3),
@@ -224,12 +224,6 @@ def run_shaped(
     }  # fmt: skip
     log.info("shaped step: %s", result)
     return result
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({torch.get_num_threads()} threads)"
 
 
 def markdown(result: dict[str, Any]) -> str:
