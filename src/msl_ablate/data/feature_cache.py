@@ -55,7 +55,11 @@ class FeatureCache:
         return self.root / f"{self.encoder_key}.lock"
 
     def path(self, digest: str) -> Path:
-        return self.folder / digest[:2] / f"{digest}.npy"
+        return Path(self._file(digest))
+
+    def _file(self, digest: str) -> str:
+        # os.path, not pathlib: get() builds it for every item of every step.
+        return os.path.join(self.root, self.encoder_key, digest[:2], digest + ".npy")
 
     def has(self, digest: str) -> bool:
         return self.path(digest).is_file()
@@ -66,10 +70,8 @@ class FeatureCache:
         Raises:
             FileNotFoundError: Not cached (fill the cache before training from it).
         """
-        # os.path, not pathlib: this runs for every item of every step.
-        path = os.path.join(self.root, self.encoder_key, digest[:2], digest + ".npy")
         try:  # no separate existence check: it is a fifth of a read's time, on every item
-            with open(path, "rb") as handle:
+            with open(self._file(digest), "rb") as handle:
                 data = bytearray(handle.read())  # writable: torch warns on read-only arrays
         except FileNotFoundError:
             raise FileNotFoundError(

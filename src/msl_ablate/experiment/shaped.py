@@ -36,6 +36,7 @@ from transformers import PreTrainedTokenizerFast
 from msl_ablate.config.compose import config_dir
 from msl_ablate.data.tokens import IGNORE_INDEX, IMAGE_TOKEN
 from msl_ablate.experiment.bench import device_name, synchronize
+from msl_ablate.experiment.run import evaluation_device
 from msl_ablate.models.activations import fuse_activation
 from msl_ablate.models.lm import CausalLM
 from msl_ablate.models.projector import MLPProjector
@@ -181,8 +182,8 @@ def run_shaped(
     shape = load_shape(shape_name) if isinstance(shape_name, str) else shape_name
     shape_name = shape_name if isinstance(shape_name, str) else shape.get("name", "?")
     stage = cfg.strategy.stages[stage_name]
-    on_gpu = str(cfg.trainer.accelerator) in ("gpu", "cuda", "auto") and torch.cuda.is_available()
-    device = torch.device("cuda" if on_gpu else "cpu")
+    device = torch.device(evaluation_device(cfg))  # the trainer's GPU where there is one
+    on_gpu = device.type == "cuda"
     L.seed_everything(cfg.seed, verbose=False)
     with device:  # initialised where it trains: a 3B model's init on the CPU takes minutes
         vlm = build_shaped_vlm(shape, layers)
